@@ -32,6 +32,7 @@ fn valid_queries() -> Vec<PathBuf> {
     let root = repo_root();
     let mut files = query_files(&root.join("queries"));
     files.extend(query_files(&root.join("dsl/tests/corpus/valid")));
+    files.extend(query_files(&root.join("../shared/bench/queries")));
     files.extend(query_files(&root.join("tests/cases")));
     files
 }

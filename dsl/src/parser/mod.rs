@@ -136,6 +136,10 @@ fn to_diagnostic(source: &str, tracker: &Tracker, error: PError) -> Diagnostic {
     };
     let mut d = Diagnostic::new("iotql::syntax", span, message, "unexpected here");
     let found_word = word_at(source.get(offset..).unwrap_or(""));
+    if found == "`)`" {
+        d.help = Some("this `)` closes no `(`: remove it, or add the `(` it belongs to".into());
+        return d;
+    }
     let keywords: Vec<&str> = expected
         .iter()
         .map(|e| {

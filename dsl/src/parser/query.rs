@@ -226,7 +226,7 @@ fn select(i: In<'_>) -> PResult<'_, Select> {
     }
     let (i, where_clause) = match kw("WHERE")(i) {
         Ok((rest, _)) => {
-            let (rest, e) = cut(expr(rest))?;
+            let (rest, e) = expr_after(rest, "WHERE")?;
             (rest, Some(e))
         }
         Err(_) => (i, None),
@@ -241,7 +241,7 @@ fn select(i: In<'_>) -> PResult<'_, Select> {
     };
     let (i, having) = match kw("HAVING")(i) {
         Ok((rest, _)) => {
-            let (rest, e) = cut(expr(rest))?;
+            let (rest, e) = expr_after(rest, "HAVING")?;
             (rest, Some(e))
         }
         Err(_) => (i, None),
@@ -264,6 +264,35 @@ fn select(i: In<'_>) -> PResult<'_, Select> {
             span: start.to(end),
         },
     ))
+}
+
+/// The expression a clause keyword requires; its absence is named after
+/// the keyword ("expected an expression after WHERE").
+fn expr_after<'a>(i: In<'a>, keyword: &str) -> PResult<'a, Expr> {
+    let example = match keyword {
+        "TIMESTAMP BY" => "TIMESTAMP BY ts",
+        "ON" => "ON r.device_id = d.device_id",
+        "HAVING" => "HAVING COUNT(*) > 3",
+        _ => "WHERE temperature_c > 30",
+    };
+    match expr(i) {
+        Err(nom::Err::Error(_)) => {
+            let (j, ()) = ws(i)?;
+            let at = pos(&j);
+            if at < i.extra.furthest().0 {
+                // The expression started and failed further on: that is the error.
+                return cut(expr(i));
+            }
+            let (found, len) = super::found_at(j.fragment(), 0);
+            failure(
+                Span::new(at, at + len.max(1)),
+                format!("expected an expression after {keyword}, found {found}"),
+                "expected an expression here",
+                Some(format!("{keyword} needs an expression, e.g. `{example}`")),
+            )
+        }
+        other => other,
+    }
 }
 
 fn select_list(i: In<'_>) -> PResult<'_, Vec<SelectItem>> {
@@ -473,7 +502,7 @@ fn source(i: In<'_>) -> PResult<'_, Source> {
         if timestamp_by.is_none() {
             if let Ok((rest, ts_start)) = kw("TIMESTAMP")(i) {
                 let (rest, _) = cut(kw("BY")(rest))?;
-                let (rest, e) = cut(expr(rest))?;
+                let (rest, e) = expr_after(rest, "TIMESTAMP BY")?;
                 let (rest, over) = match kw("OVER")(rest) {
                     Ok((r, _)) => cut(expr_list(r))?,
                     Err(_) => (rest, Vec::new()),
@@ -535,7 +564,7 @@ fn join_clause(i: In<'_>) -> PResult<'_, Option<JoinClause>> {
     };
     let (i, source) = cut(source(i))?;
     let (i, _) = cut(kw("ON")(i))?;
-    let (i, on) = cut(expr(i))?;
+    let (i, on) = expr_after(i, "ON")?;
     let span = Span::new(start, on.span.end);
     Ok((
         i,
@@ -708,7 +737,7 @@ fn window(i: In<'_>, in_windows: bool) -> PResult<'_, Window> {
             (WindowKind::Session, 2) => &["timeout", "maxduration"],
             _ => &[],
         };
-        if roles.len() != amounts.len() {
+        if roles.is_empty() || roles.len() != amounts.len() {
             return arity_error(i, &name, kind, amounts.len() + 1);
         }
         for (role, amount) in roles.iter().zip(amounts) {
