@@ -328,6 +328,8 @@ pub struct Window {
 pub struct Duration {
     pub unit: DatePart,
     pub amount: i64,
+    /// From the unit to the amount.
+    pub span: Span,
 }
 
 impl Duration {
@@ -646,7 +648,7 @@ pub struct FunctionCall {
     /// `COUNT`, `System.Timestamp`, `udf.celsius`: one or more parts.
     pub name: Vec<Ident>,
     pub args: FunctionArgs,
-    pub over: Option<Over>,
+    pub over: Option<Box<Over>>,
     pub span: Span,
 }
 
@@ -687,6 +689,7 @@ pub struct Over {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderByExpr {
     pub expr: Expr,
+    pub span: Span,
     /// `Some(true)` for ASC, `Some(false)` for DESC, `None` when unstated (ASC).
     pub asc: Option<bool>,
 }

@@ -444,7 +444,7 @@ pub(crate) fn function_call<'a>(i: In<'a>, name: Vec<Ident>) -> PResult<'a, Func
     let (i, close) = cut(sym(")")(i))?;
     let (i, over) = if peek_kw(i, "OVER") && over_has_paren(i) {
         let (i, over) = over_clause(i)?;
-        (i, Some(over))
+        (i, Some(Box::new(over)))
     } else {
         (i, None)
     };
@@ -524,14 +524,14 @@ pub(crate) fn over_clause(i: In<'_>) -> PResult<'_, Over> {
         let (mut rest, _) = cut(kw("BY")(rest))?;
         loop {
             let (r, e) = cut(expr(rest))?;
-            let (r, asc) = if let Ok((r, _)) = kw("ASC")(r) {
-                (r, Some(true))
-            } else if let Ok((r, _)) = kw("DESC")(r) {
-                (r, Some(false))
+            let (r, asc, span) = if let Ok((r, s)) = kw("ASC")(r) {
+                (r, Some(true), e.span.to(s))
+            } else if let Ok((r, s)) = kw("DESC")(r) {
+                (r, Some(false), e.span.to(s))
             } else {
-                (r, None)
+                (r, None, e.span)
             };
-            order_by.push(OrderByExpr { expr: e, asc });
+            order_by.push(OrderByExpr { expr: e, asc, span });
             match sym(",")(r) {
                 Ok((r, _)) => rest = r,
                 Err(_) => {
@@ -572,13 +572,13 @@ pub(crate) fn over_clause(i: In<'_>) -> PResult<'_, Over> {
 /// admits negative amounts (an `Offset` may shift the grid back).
 pub(crate) fn duration_args(i: In<'_>, signed: bool) -> PResult<'_, Duration> {
     let (i, _) = sym("(")(i)?;
-    let (i, (_, unit)) = cut(date_part(i))?;
+    let (i, (unit_span, unit)) = cut(date_part(i))?;
     let (i, _) = cut(sym(",")(i))?;
-    let (i, amount) = if signed {
+    let (i, (amount, amount_span)) = if signed {
         match op_sym("-")(i) {
-            Ok((rest, _)) => {
-                let (rest, n) = cut(window_amount(rest))?;
-                (rest, -n)
+            Ok((rest, minus)) => {
+                let (rest, (n, span)) = cut(window_amount(rest))?;
+                (rest, (-n, minus.to(span)))
             }
             Err(_) => cut(window_amount(i))?,
         }
@@ -586,11 +586,12 @@ pub(crate) fn duration_args(i: In<'_>, signed: bool) -> PResult<'_, Duration> {
         cut(window_amount(i))?
     };
     let (i, _) = cut(sym(")")(i))?;
-    Ok((i, Duration { unit, amount }))
+    let span = unit_span.to(amount_span);
+    Ok((i, Duration { unit, amount, span }))
 }
 
-/// A window size or count: a positive integer literal.
-pub(crate) fn window_amount(i: In<'_>) -> PResult<'_, i64> {
+/// A window size or count: a positive integer literal, with its span.
+pub(crate) fn window_amount(i: In<'_>) -> PResult<'_, (i64, Span)> {
     let (i, ()) = ws(i)?;
     let start = pos(&i);
     match expr(i) {
@@ -598,9 +599,9 @@ pub(crate) fn window_amount(i: In<'_>) -> PResult<'_, i64> {
             rest,
             Expr {
                 kind: ExprKind::Literal(Literal::Integer(n)),
-                ..
+                span,
             },
-        )) if n > 0 => Ok((rest, n)),
+        )) if n > 0 => Ok((rest, (n, span))),
         Ok((_, e)) => failure(
             Span::new(start, e.span.end),
             format!("a size must be a positive whole number, not `{e}`"),

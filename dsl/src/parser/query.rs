@@ -720,12 +720,12 @@ fn window(i: In<'_>, in_windows: bool) -> PResult<'_, Window> {
             }
         }
     } else {
-        let (rest, (_, unit)) = cut(date_part(i))?;
+        let (rest, (unit_span, unit)) = cut(date_part(i))?;
         i = rest;
         let mut amounts = Vec::new();
         while let Ok((rest, _)) = sym(",")(i) {
-            let (rest, n) = cut(window_amount(rest))?;
-            amounts.push(n);
+            let (rest, (n, span)) = cut(window_amount(rest))?;
+            amounts.push((n, span));
             i = rest;
         }
         let roles: &[&str] = match (kind, amounts.len()) {
@@ -740,8 +740,9 @@ fn window(i: In<'_>, in_windows: bool) -> PResult<'_, Window> {
         if roles.is_empty() || roles.len() != amounts.len() {
             return arity_error(i, &name, kind, amounts.len() + 1);
         }
-        for (role, amount) in roles.iter().zip(amounts) {
-            parts.push((role.to_string(), Duration { unit, amount }));
+        for (role, (amount, span)) in roles.iter().zip(amounts) {
+            let span = unit_span.to(span);
+            parts.push((role.to_string(), Duration { unit, amount, span }));
         }
     }
     let (i, close) = match sym(")")(i) {
