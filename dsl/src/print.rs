@@ -135,7 +135,18 @@ impl Display for SelectItem {
                 write!(f, "{}.*", Path(path))
             }
             SelectItem::Expr { expr, alias, .. } => {
-                write!(f, "{expr}")?;
+                // `a = b` at the head of a select item reads as `alias = expr`:
+                // an equality on a bare name keeps its parentheses.
+                let reads_as_alias = matches!(
+                    &expr.kind,
+                    ExprKind::Binary { op: BinaryOp::Eq, left, .. }
+                        if matches!(&left.kind, ExprKind::Column(p) if p.len() == 1)
+                );
+                if reads_as_alias {
+                    write!(f, "({expr})")?;
+                } else {
+                    write!(f, "{expr}")?;
+                }
                 if let Some(alias) = alias {
                     write!(f, " AS {alias}")?;
                 }
@@ -500,7 +511,26 @@ impl Display for Expr {
 
 impl Display for FunctionCall {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{}(", Path(&self.name))?;
+        // Function names may be keywords (`LEFT`, `System.Timestamp`): only
+        // names that are not words need brackets.
+        for (i, part) in self.name.iter().enumerate() {
+            if i > 0 {
+                f.write_char('.')?;
+            }
+            let word = part
+                .value
+                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && part
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if word {
+                f.write_str(&part.value)?;
+            } else {
+                write!(f, "{part}")?;
+            }
+        }
+        f.write_char('(')?;
         match &self.args {
             FunctionArgs::Star => f.write_char('*')?,
             FunctionArgs::List { distinct, args } => {

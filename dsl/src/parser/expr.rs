@@ -11,6 +11,19 @@ pub(crate) fn expr(i: In<'_>) -> PResult<'_, Expr> {
     or_expr(i)
 }
 
+/// `left op right`, spanning both.
+fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
+    let span = left.span.to(right.span);
+    Expr::new(
+        ExprKind::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        },
+        span,
+    )
+}
+
 /// Left-associative chain of `next (op next)*` where `op` is one of `ops`.
 fn binary_chain<'a>(
     i: In<'a>,
@@ -27,15 +40,7 @@ fn binary_chain<'a>(
             };
             if let Ok((rest, _)) = matched {
                 let (rest, right) = cut(next(rest))?;
-                let span = left.span.to(right.span);
-                left = Expr::new(
-                    ExprKind::Binary {
-                        op,
-                        left: Box::new(left),
-                        right: Box::new(right),
-                    },
-                    span,
-                );
+                left = binary(op, left, right);
                 i = rest;
                 continue 'outer;
             }
@@ -88,15 +93,7 @@ fn comparison(i: In<'_>) -> PResult<'_, Expr> {
             .find_map(|&(t, op)| op_sym(t)(i).ok().map(|(rest, _)| (rest, op)))
         {
             let (rest, right) = cut(additive(rest))?;
-            let span = left.span.to(right.span);
-            left = Expr::new(
-                ExprKind::Binary {
-                    op,
-                    left: Box::new(left),
-                    right: Box::new(right),
-                },
-                span,
-            );
+            left = binary(op, left, right);
             i = rest;
             continue;
         }

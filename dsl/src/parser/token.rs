@@ -205,24 +205,17 @@ pub(crate) fn peek_kw(i: In<'_>, word: &'static str) -> bool {
     kw(word)(i).is_ok()
 }
 
-/// A punctuation symbol such as `(` or `<=`.
+/// A punctuation symbol such as `(` or `,`.
 pub(crate) fn sym(symbol: &'static str) -> impl Fn(In<'_>) -> PResult<'_, Span> {
-    move |i| {
-        let (i, ()) = ws(i)?;
-        if i.fragment().starts_with(symbol) {
-            let start = pos(&i);
-            Ok((
-                advance(i, symbol.len()),
-                Span::new(start, start + symbol.len()),
-            ))
-        } else {
-            expected(i, symbol_label(symbol))
-        }
-    }
+    symbol_named(symbol, symbol_label(symbol))
 }
 
 /// An operator symbol: like [`sym`], but named "an operator" in messages.
 pub(crate) fn op_sym(symbol: &'static str) -> impl Fn(In<'_>) -> PResult<'_, Span> {
+    symbol_named(symbol, "an operator")
+}
+
+fn symbol_named(symbol: &'static str, label: &'static str) -> impl Fn(In<'_>) -> PResult<'_, Span> {
     move |i| {
         let (i, ()) = ws(i)?;
         if i.fragment().starts_with(symbol) {
@@ -232,7 +225,7 @@ pub(crate) fn op_sym(symbol: &'static str) -> impl Fn(In<'_>) -> PResult<'_, Spa
                 Span::new(start, start + symbol.len()),
             ))
         } else {
-            expected(i, "an operator")
+            expected(i, label)
         }
     }
 }
