@@ -151,7 +151,21 @@ impl<'a> Checker<'a> {
     }
 
     fn set_expr(&mut self, e: &'a SetExpr, in_step: bool) {
-        for select in e.selects() {
+        let selects = e.selects();
+        let intos: Vec<&Ident> = selects.iter().filter_map(|s| s.into.as_ref()).collect();
+        if let [first, second, ..] = intos.as_slice() {
+            self.problems.push(
+                Diagnostic::new(
+                    "iotql::union-into",
+                    second.span,
+                    "a UNION writes to one output: INTO may appear once",
+                    "second INTO",
+                )
+                .with_note(first.span, "first INTO")
+                .with_help("keep the INTO of the first SELECT and remove the others"),
+            );
+        }
+        for select in selects {
             self.select(select, in_step);
         }
     }
@@ -459,13 +473,16 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            FunctionKind::Analytic if call.over.is_none() && (call.is("LAG") || call.is("LAST")) => {
+            FunctionKind::Analytic
+                if (call.is("LAG") || call.is("LAST"))
+                    && call.over.as_ref().is_none_or(|o| o.limit_duration.is_none()) =>
+            {
                 self.problems.push(
                     Diagnostic::new(
                         "iotql::analytic-over",
                         call.span,
                         format!("{name} needs OVER (... LIMIT DURATION(unit, n))"),
-                        "no OVER clause",
+                        "no LIMIT DURATION",
                     )
                     .with_help(format!(
                         "say how far back to look, e.g. `{name}(temperature_c) OVER (PARTITION BY device_id LIMIT DURATION(minute, 10))`"

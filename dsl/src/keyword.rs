@@ -51,9 +51,11 @@ pub const CLAUSE_WORDS: &[&str] = &[
     "ASC",
     "DESC",
     "DURATION",
+    "FULL",
     "LIMIT",
     "OVER",
     "PARTITION",
+    "RIGHT",
     "TIMESTAMP",
 ];
 

@@ -135,17 +135,13 @@ impl Display for SelectItem {
                 write!(f, "{}.*", Path(path))
             }
             SelectItem::Expr { expr, alias, .. } => {
-                // `a = b` at the head of a select item reads as `alias = expr`:
-                // an equality on a bare name keeps its parentheses.
-                let reads_as_alias = matches!(
-                    &expr.kind,
-                    ExprKind::Binary { op: BinaryOp::Eq, left, .. }
-                        if matches!(&left.kind, ExprKind::Column(p) if p.len() == 1)
-                );
-                if reads_as_alias {
-                    write!(f, "({expr})")?;
+                // An item whose text starts `name =` reads as `alias = expr`:
+                // such an expression keeps parentheses around it.
+                let text = expr.to_string();
+                if starts_like_alias_assignment(&text) {
+                    write!(f, "({text})")?;
                 } else {
-                    write!(f, "{expr}")?;
+                    f.write_str(&text)?;
                 }
                 if let Some(alias) = alias {
                     write!(f, " AS {alias}")?;
@@ -154,6 +150,38 @@ impl Display for SelectItem {
             }
         }
     }
+}
+
+/// True when `text` begins with a name followed by `=`, as `a = 1` or `[x] = 1`.
+fn starts_like_alias_assignment(text: &str) -> bool {
+    let rest = if let Some(inner) = text.strip_prefix('[') {
+        // `]]` is an escaped `]` inside the name.
+        let mut chars = inner.char_indices().peekable();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            if c == ']' {
+                if chars.peek().map(|&(_, c)| c) == Some(']') {
+                    chars.next();
+                    continue;
+                }
+                end = Some(i + 1);
+                break;
+            }
+        }
+        match end {
+            Some(e) => &inner[e..],
+            None => return false,
+        }
+    } else {
+        let len = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        if len == 0 || text.starts_with(|c: char| c.is_ascii_digit()) {
+            return false;
+        }
+        &text[len..]
+    };
+    rest.trim_start().starts_with('=')
 }
 
 impl Display for FromClause {
@@ -275,7 +303,9 @@ impl Display for Window {
         .into_iter()
         .filter_map(|(name, d)| d.map(|d| (name, d)))
         .collect();
-        let one_unit = parts.windows(2).all(|w| w[0].1.unit == w[1].1.unit);
+        // The positional form has no sign: a negative offset needs the named form.
+        let one_unit = parts.windows(2).all(|w| w[0].1.unit == w[1].1.unit)
+            && parts.iter().all(|(_, d)| d.amount > 0);
         if let (true, Some((_, first))) = (one_unit, parts.first()) {
             write!(f, "{}", first.unit)?;
             for (_, d) in &parts {

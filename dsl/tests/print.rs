@@ -17,6 +17,8 @@ fn canonical(text: &str) -> String {
 fn an_equality_at_the_head_of_an_item_keeps_its_parentheses() {
     let p = canonical("SELECT (a = b) AS v FROM i");
     assert!(p.starts_with("SELECT (a = b) AS v"), "{p}");
+    let p = canonical("SELECT ((a = a) = a) AS v, ([x y] = 1) FROM i");
+    assert!(p.starts_with("SELECT (a = a = a) AS v, ([x y] = 1)"), "{p}");
     // `alias = expr` is the other reading, and prints with AS.
     let p = canonical("SELECT v = a + 1 FROM i");
     assert!(p.starts_with("SELECT a + 1 AS v"), "{p}");

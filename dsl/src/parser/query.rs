@@ -559,6 +559,15 @@ fn join_clause(i: In<'_>) -> PResult<'_, Option<JoinClause>> {
     } else if let Ok((rest, _)) = kw("OUTER")(i) {
         let (rest, _) = cut(kw("APPLY")(rest))?;
         return apply(rest, start, ApplyKind::Outer).map(|(r, a)| (r, Some(a)));
+    } else if let Some(w) =
+        next_word(i).filter(|w| w.eq_ignore_ascii_case("RIGHT") || w.eq_ignore_ascii_case("FULL"))
+    {
+        return failure(
+            Span::new(start, start + w.len()),
+            format!("{} JOIN is not supported", w.to_ascii_uppercase()),
+            "not supported",
+            Some("ASA joins are JOIN (inner) and LEFT [OUTER] JOIN: swap the two sources and use LEFT JOIN".into()),
+        );
     } else {
         return Ok((i, None));
     };
