@@ -4,6 +4,9 @@
 //! stderr); 2 usage error; 3 a runtime failure that could not be retried.
 
 mod check;
+mod explain;
+mod job;
+mod run;
 
 use std::process::ExitCode;
 
@@ -22,7 +25,6 @@ struct Cli {
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
     pub name: String,
-    #[allow(dead_code, reason = "bound by `run` once the engine lands")]
     pub uri: String,
 }
 
@@ -44,15 +46,33 @@ enum Command {
     Run {
         /// The job file (`.asaql` by convention; the extension is not significant).
         file: std::path::PathBuf,
-        /// Bind or override an input: NAME=URI.
+        /// Bind or override an input: NAME=URI (csv:PATH, jsonl:PATH; `-` is stdin).
         #[arg(long = "input", value_parser = parse_binding)]
         inputs: Vec<Binding>,
         /// Bind or override a reference input: NAME=URI.
         #[arg(long = "reference", value_parser = parse_binding)]
         references: Vec<Binding>,
-        /// Bind or override an output: NAME=URI.
+        /// Bind or override an output: NAME=URI (csv:PATH, jsonl:PATH, stdout).
         #[arg(long = "output", value_parser = parse_binding)]
         outputs: Vec<Binding>,
+        /// How far out of order events may arrive without being late (e.g. 5s).
+        #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "0s")]
+        out_of_order: std::time::Duration,
+        /// How long after their event time events may arrive (sources with an arrival time).
+        #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "5s")]
+        late_arrival: std::time::Duration,
+        /// What happens to late events: adjust their time to the watermark, or drop them.
+        #[arg(long, default_value = "adjust")]
+        late_policy: iotql_engine::plan::LatePolicy,
+        /// Where refused events go (default: next to the job, JOB.deadletter.jsonl).
+        #[arg(long)]
+        dead_letter: Option<std::path::PathBuf>,
+        /// Events per batch read from an input.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+        batch_size: u64,
+        /// No progress bar and no summary.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Parse and check a job file; problems are printed with line, column and a caret.
     Check {
@@ -112,8 +132,32 @@ fn main() -> ExitCode {
             outputs,
             print,
         } => check::run(&file, &inputs, &outputs, print),
-        Command::Run { .. } => not_built("run", "the engine issue"),
-        Command::Explain { .. } => not_built("explain", "the engine issue"),
+        Command::Run {
+            file,
+            inputs,
+            references,
+            outputs,
+            out_of_order,
+            late_arrival,
+            late_policy,
+            dead_letter,
+            batch_size,
+            quiet,
+        } => run::run(
+            &file,
+            &run::RunOptions {
+                inputs,
+                references,
+                outputs,
+                out_of_order,
+                late_arrival,
+                late_policy,
+                dead_letter,
+                batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
+                quiet,
+            },
+        ),
+        Command::Explain { file } => explain::run(&file),
         Command::Test { .. } => not_built("test", "the repl/test issue"),
         Command::Repl { .. } => not_built("repl", "the repl/test issue"),
         Command::Simulate { .. } => not_built("simulate", "the Kafka/MQTT/simulator issue"),

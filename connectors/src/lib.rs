@@ -1,1 +1,9 @@
-//! iotql-connectors
+//! # iotql-connectors
+//!
+//! Where events come from and where results go: files (CSV, JSON lines),
+//! stdout, and the dead-letter output. Each connector implements the
+//! engine's `Source` or `Sink`.
+
+pub mod deadletter;
+pub mod endpoint;
+pub mod file;

@@ -17,10 +17,6 @@
 //! assert!(script.to_string().contains("TumblingWindow(minute, 5)"));
 //! ```
 
-// A Diagnostic is the error of every fallible call here; it is built once per
-// failed parse, so its size (128 bytes) costs nothing worth a Box.
-#![allow(clippy::result_large_err)]
-
 pub mod ast;
 pub mod catalog;
 pub mod check;

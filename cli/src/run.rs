@@ -1,0 +1,340 @@
+//! `iotql run FILE`: binds inputs and outputs, compiles the job, reads every
+//! input (one reader thread each, bounded channels), pushes the batches
+//! through the dataflow, and prints a summary.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, bounded};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use iotql_connectors::deadletter::DeadLetterWriter;
+use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
+use iotql_dsl::CheckOptions;
+use iotql_engine::dataflow::Dataflow;
+use iotql_engine::error::EngineError;
+use iotql_engine::expr::ExprCompiler;
+use iotql_engine::io::{Sink, Source, SourceBatch};
+use iotql_engine::plan::{LatePolicy, PlanOptions, TimePolicy};
+
+use crate::Binding;
+use crate::job::JobFile;
+
+/// The options of `iotql run`.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOptions {
+    pub inputs: Vec<Binding>,
+    pub references: Vec<Binding>,
+    pub outputs: Vec<Binding>,
+    pub out_of_order: Duration,
+    pub late_arrival: Duration,
+    pub late_policy: LatePolicy,
+    pub dead_letter: Option<PathBuf>,
+    pub batch_size: usize,
+    pub quiet: bool,
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("iotql run: {message}");
+    ExitCode::from(2)
+}
+
+fn runtime(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("iotql run: {message}");
+    ExitCode::from(3)
+}
+
+fn find<'a>(bindings: &'a [Binding], name: &str) -> Option<&'a Binding> {
+    bindings.iter().find(|b| b.name.eq_ignore_ascii_case(name))
+}
+
+/// What one reader thread sends.
+type Read = Result<Option<SourceBatch>, EngineError>;
+
+pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
+    let started = Instant::now();
+    let job = match JobFile::read(file, "run") {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let bound_inputs: Vec<String> = options
+        .inputs
+        .iter()
+        .chain(&options.references)
+        .map(|b| b.name.clone())
+        .collect();
+    let check = CheckOptions {
+        inputs: bound_inputs.clone(),
+        outputs: options.outputs.iter().map(|b| b.name.clone()).collect(),
+    };
+    let plan_options = PlanOptions {
+        time: TimePolicy {
+            out_of_order: options.out_of_order,
+            late_arrival: options.late_arrival,
+            late_policy: options.late_policy,
+        },
+        extra_inputs: bound_inputs,
+    };
+    let plan = match job.check(&check).and_then(|s| job.plan(&s, &plan_options)) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+
+    // Inputs: a command-line binding, else the declaration.
+    let mut sources: Vec<(String, Box<dyn Source>)> = Vec::new();
+    for input in &plan.inputs {
+        if !plan.nodes.iter().any(|n| matches!(&n.kind, iotql_engine::plan::NodeKind::Scan { input: i } if i == &input.name)) {
+            continue;
+        }
+        let spec = match find(&options.inputs, &input.name)
+            .or_else(|| find(&options.references, &input.name))
+        {
+            Some(b) => endpoint::parse_input_uri(&b.uri),
+            None if input.options.is_empty() => {
+                return usage(format!(
+                    "input `{}` is not bound: declare it (CREATE INPUT {} WITH (connector = 'csv', path = '...')) or pass --input {}=csv:PATH",
+                    input.name, input.name, input.name
+                ));
+            }
+            None => endpoint::input_from_options(&input.options, base),
+        };
+        let spec: InputSpec = match spec {
+            Ok(s) => s,
+            Err(e) => return usage(format!("input `{}`: {e}", input.name)),
+        };
+        let schema = match endpoint::declared_schema(&input.options) {
+            Ok(s) => s,
+            Err(e) => return usage(format!("input `{}`: {e}", input.name)),
+        };
+        match endpoint::open_source(&input.name, &spec, schema, options.batch_size) {
+            Ok(s) => sources.push((input.name.clone(), s)),
+            Err(e) => return runtime(e),
+        }
+    }
+
+    // Outputs: a command-line binding, else the declaration, else stdout.
+    let mut sinks: HashMap<String, Box<dyn Sink>> = HashMap::new();
+    for output in &plan.outputs {
+        let spec = match find(&options.outputs, &output.name) {
+            Some(b) => endpoint::parse_output_uri(&b.uri),
+            None if output.options.is_empty() => endpoint::parse_output_uri("stdout"),
+            None => endpoint::output_from_options(&output.options, base),
+        };
+        let spec: OutputSpec = match spec {
+            Ok(s) => s,
+            Err(e) => return usage(format!("output `{}`: {e}", output.name)),
+        };
+        sinks.insert(
+            output.name.clone(),
+            endpoint::open_sink(&output.name, &spec),
+        );
+    }
+
+    let schemas = sources
+        .iter()
+        .map(|(n, s)| (n.clone(), s.schema()))
+        .collect();
+    let compiler = ExprCompiler::new();
+    let mut dataflow = match Dataflow::compile(&plan, &schemas, sinks, &compiler) {
+        Ok(d) => d,
+        Err(problems) => return job.refuse(&problems),
+    };
+
+    let dead_path = options
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| file.with_extension("deadletter.jsonl"));
+    let mut dead = DeadLetterWriter::new(dead_path);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second Ctrl+C while stopping is not caught: the job stops at once.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+
+    let total_bytes: Option<u64> = sources.iter().map(|(_, s)| s.progress().1).sum();
+    let progress = progress_bar(options.quiet, total_bytes);
+    let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    let receivers: Vec<Receiver<(Read, u64)>> = sources
+        .into_iter()
+        .map(|(_, mut source)| {
+            let (tx, rx) = bounded(4);
+            std::thread::spawn(move || {
+                loop {
+                    let read = source.next_batch();
+                    let done = !matches!(read, Ok(Some(_)));
+                    if tx.send((read, source.progress().0)).is_err() || done {
+                        break;
+                    }
+                }
+            });
+            rx
+        })
+        .collect();
+
+    let result = pump(
+        &mut dataflow,
+        &names,
+        &receivers,
+        &mut dead,
+        &interrupted,
+        &progress,
+    );
+    progress.finish_and_clear();
+    if let Err(e) = result {
+        return runtime(e);
+    }
+    if let Err(e) = dead.flush() {
+        return runtime(format!("dead-letter file {}: {e}", dead.path().display()));
+    }
+    if !options.quiet {
+        summary(
+            &job.shown,
+            &dataflow,
+            &dead,
+            started.elapsed(),
+            interrupted.load(Ordering::SeqCst),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Moves batches from the reader threads into the dataflow until every
+/// input has ended (or Ctrl+C).
+fn pump(
+    dataflow: &mut Dataflow,
+    names: &[String],
+    receivers: &[Receiver<(Read, u64)>],
+    dead: &mut DeadLetterWriter,
+    interrupted: &AtomicBool,
+    progress: &ProgressBar,
+) -> Result<(), String> {
+    let mut open: Vec<bool> = vec![true; receivers.len()];
+    let mut bytes = vec![0u64; receivers.len()];
+    let mut events = 0u64;
+    let started = Instant::now();
+    while open.iter().any(|&o| o) {
+        if interrupted.load(Ordering::SeqCst) {
+            // Stop reading; what was read is flushed.
+            break;
+        }
+        let mut select = Select::new();
+        let indices: Vec<usize> = (0..receivers.len()).filter(|&i| open[i]).collect();
+        for &i in &indices {
+            select.recv(&receivers[i]);
+        }
+        let op = match select.select_timeout(Duration::from_millis(200)) {
+            Ok(op) => op,
+            Err(_) => continue,
+        };
+        let i = indices[op.index()];
+        let (read, position) = op
+            .recv(&receivers[i])
+            .map_err(|_| format!("the reader of `{}` stopped", names[i]))?;
+        bytes[i] = position;
+        match read {
+            Ok(Some(batch)) => {
+                dead.write(&batch.dead_letters)
+                    .map_err(|e| format!("dead-letter file: {e}"))?;
+                if let Some(b) = batch.batch {
+                    events += b.num_rows() as u64;
+                    dataflow.push(&names[i], b).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(None) => {
+                open[i] = false;
+                dataflow.end_input(&names[i]).map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        dead.write(&dataflow.take_dead_letters())
+            .map_err(|e| format!("dead-letter file: {e}"))?;
+        progress.set_position(bytes.iter().sum());
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress.set_message(format!("{events} events, {}/s", human_count(rate as u64)));
+    }
+    dataflow.finish().map_err(|e| e.to_string())?;
+    dead.write(&dataflow.take_dead_letters())
+        .map_err(|e| format!("dead-letter file: {e}"))?;
+    Ok(())
+}
+
+fn progress_bar(quiet: bool, total: Option<u64>) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::no_length(),
+    };
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// 12345678 -> "12.3M".
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn summary(
+    job: &str,
+    dataflow: &Dataflow,
+    dead: &DeadLetterWriter,
+    elapsed: Duration,
+    interrupted: bool,
+) {
+    let secs = elapsed.as_secs_f64();
+    let stopped = if interrupted {
+        " (stopped by Ctrl+C)"
+    } else {
+        ""
+    };
+    eprintln!("{job}: finished in {secs:.2} s{stopped}");
+    let mut total = 0;
+    for i in dataflow.input_stats() {
+        let s = &i.stats;
+        let n = s.events_in.load(Ordering::Relaxed);
+        total += n;
+        eprintln!(
+            "  input  {:<20} {:>12} events   late: {} adjusted, {} dropped",
+            i.name,
+            n,
+            s.late_adjusted.load(Ordering::Relaxed),
+            s.late_dropped.load(Ordering::Relaxed),
+        );
+    }
+    for o in dataflow.output_stats() {
+        eprintln!(
+            "  output {:<20} {:>12} rows",
+            o.name,
+            o.rows.load(Ordering::Relaxed)
+        );
+    }
+    if dead.count() > 0 {
+        eprintln!(
+            "  dead letters: {} (in {})",
+            dead.count(),
+            dead.path().display()
+        );
+    } else {
+        eprintln!("  dead letters: 0");
+    }
+    eprintln!(
+        "  {} events/s",
+        human_count((total as f64 / secs.max(1e-9)) as u64)
+    );
+}

@@ -1,0 +1,65 @@
+//! The dead-letter output: every refused event, one JSON object a line,
+//! with the input, the position, the reason and the event as read.
+//! The file is created with the first dead letter, not before.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use iotql_engine::operator::DeadLetter;
+
+#[derive(Debug)]
+pub struct DeadLetterWriter {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    count: u64,
+}
+
+impl DeadLetterWriter {
+    pub fn new(path: PathBuf) -> Self {
+        DeadLetterWriter {
+            path,
+            file: None,
+            count: 0,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = Some(BufWriter::new(f));
+        }
+        if let Some(f) = self.file.as_mut() {
+            for letter in letters {
+                serde_json::to_writer(&mut *f, letter)?;
+                f.write_all(b"\n")?;
+                self.count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}

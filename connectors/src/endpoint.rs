@@ -1,0 +1,188 @@
+//! Where an input or output is: from a URI on the command line (`csv:PATH`,
+//! `jsonl:PATH`, `stdout`) or from a declaration's options
+//! (`connector = 'csv', path = '...'`). Paths in a job file are relative to
+//! the file's folder; paths on the command line to the working directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use iotql_engine::error::EngineError;
+use iotql_engine::io::{Sink, Source};
+
+use crate::file::csv::{CsvSink, CsvSource};
+use crate::file::jsonl::{JsonLinesSink, JsonLinesSource};
+use crate::file::{Input, OutputTarget};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSpec {
+    Csv(Input),
+    JsonLines(Input),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    Csv(OutputTarget),
+    JsonLines(OutputTarget),
+}
+
+/// Connectors that later versions bring; naming one says so clearly.
+const LATER: &[&str] = &[
+    "kafka",
+    "mqtt",
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "parquet",
+    "webhook",
+    "slack",
+    "log",
+    "sim",
+];
+
+fn later(kind: &str) -> String {
+    format!(
+        "the `{kind}` connector is not available in this version of iotql yet; use csv: or jsonl: files"
+    )
+}
+
+fn split_uri(uri: &str) -> (&str, &str) {
+    if let Some(rest) = uri.strip_prefix("stdout") {
+        if rest.is_empty() {
+            return ("stdout", "");
+        }
+    }
+    match uri.split_once(':') {
+        Some((scheme, rest)) => (scheme, rest.strip_prefix("//").unwrap_or(rest)),
+        None => ("", uri),
+    }
+}
+
+/// `csv:PATH`, `jsonl:PATH` (`-` = stdin).
+pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
+    let (scheme, rest) = split_uri(uri);
+    match scheme.to_ascii_lowercase().as_str() {
+        "csv" => Ok(InputSpec::Csv(Input::parse(rest))),
+        "jsonl" | "json" => Ok(InputSpec::JsonLines(Input::parse(rest))),
+        s if LATER.contains(&s) => Err(later(s)),
+        "" => Err(format!(
+            "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
+        )),
+        s => Err(format!("unknown input scheme `{s}:` (known: csv:, jsonl:)")),
+    }
+}
+
+/// `csv:PATH`, `jsonl:PATH` (`-` = stdout), `stdout` (JSON lines).
+pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
+    let (scheme, rest) = split_uri(uri);
+    match scheme.to_ascii_lowercase().as_str() {
+        "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
+        "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
+        "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
+        s if LATER.contains(&s) => Err(later(s)),
+        "" => Err(format!(
+            "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
+        )),
+        s => Err(format!(
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, stdout)"
+        )),
+    }
+}
+
+fn resolve(path: &str, base: &Path) -> String {
+    if path == "-" || Path::new(path).is_absolute() {
+        path.to_string()
+    } else {
+        base.join(path).display().to_string()
+    }
+}
+
+fn connector_and_path(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<(String, String), String> {
+    let connector = options
+        .get("connector")
+        .ok_or("the declaration names no `connector` (e.g. connector = 'csv')")?
+        .to_ascii_lowercase();
+    if LATER.contains(&connector.as_str()) {
+        return Err(later(&connector));
+    }
+    let path = options.get("path").map(|p| resolve(p, base));
+    match (connector.as_str(), path) {
+        ("stdout", _) => Ok((connector, String::new())),
+        (_, Some(p)) => Ok((connector, p)),
+        (_, None) => Err(format!("the `{connector}` connector needs `path = '...'`")),
+    }
+}
+
+pub fn input_from_options(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<InputSpec, String> {
+    let (connector, path) = connector_and_path(options, base)?;
+    parse_input_uri(&format!("{connector}:{path}"))
+}
+
+pub fn output_from_options(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<OutputSpec, String> {
+    let (connector, path) = connector_and_path(options, base)?;
+    if connector == "stdout" {
+        return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
+    }
+    parse_output_uri(&format!("{connector}:{path}"))
+}
+
+/// A schema declared as `schema = 'device_id nvarchar(max), ts datetime, temp float'`.
+pub fn declared_schema(options: &BTreeMap<String, String>) -> Result<Option<SchemaRef>, String> {
+    let Some(text) = options.get("schema") else {
+        return Ok(None);
+    };
+    let mut fields = Vec::new();
+    for column in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let (name, ty) = column.rsplit_once(char::is_whitespace).ok_or_else(|| {
+            format!("schema column `{column}` needs a name and a type, e.g. `temp float`")
+        })?;
+        let t = match ty.trim().to_ascii_lowercase().as_str() {
+            "bigint" => DataType::Int64,
+            "float" => DataType::Float64,
+            "nvarchar(max)" | "nvarchar" => DataType::Utf8,
+            "datetime" => DataType::Utf8,
+            "bit" => DataType::Boolean,
+            other => {
+                return Err(format!(
+                    "schema type `{other}` of `{}`: use bigint, float, nvarchar(max), datetime or bit",
+                    name.trim()
+                ));
+            }
+        };
+        fields.push(Field::new(name.trim().trim_matches(['[', ']']), t, true));
+    }
+    Ok(Some(Arc::new(Schema::new(fields))))
+}
+
+/// Opens an input for reading.
+pub fn open_source(
+    name: &str,
+    spec: &InputSpec,
+    schema: Option<SchemaRef>,
+    batch_size: usize,
+) -> Result<Box<dyn Source>, EngineError> {
+    Ok(match spec {
+        InputSpec::Csv(input) => Box::new(CsvSource::open(name, input, schema, batch_size)?),
+        InputSpec::JsonLines(input) => {
+            Box::new(JsonLinesSource::open(name, input, schema, batch_size)?)
+        }
+    })
+}
+
+/// The sink of an output.
+pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
+    match spec {
+        OutputSpec::Csv(target) => Box::new(CsvSink::new(name, target.clone())),
+        OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
+    }
+}

@@ -1,0 +1,255 @@
+//! CSV files: a header row, then one event per record. Empty fields are
+//! NULL. Column types are inferred from the first records (integers,
+//! floats, booleans; everything else, dates included, stays text) unless
+//! the input declares a schema.
+
+use std::io::{BufRead, BufReader, BufWriter, Cursor, Read, Write};
+use std::sync::Arc;
+
+use iotql_engine::arrow::csv::WriterBuilder;
+use iotql_engine::arrow::csv::reader::{Format, ReaderBuilder};
+use iotql_engine::arrow::datatypes::SchemaRef;
+use iotql_engine::arrow::error::ArrowError;
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::error::EngineError;
+use iotql_engine::io::{Sink, Source, SourceBatch};
+use regex::Regex;
+
+use super::chunk::{ChunkConfig, ChunkReader, RecordDecoder};
+use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
+
+/// How many records schema inference looks at.
+const INFER_RECORDS: usize = 1000;
+
+struct CsvDecoder {
+    schema: SchemaRef,
+    null: Regex,
+}
+
+impl RecordDecoder for CsvDecoder {
+    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut decoder = ReaderBuilder::new(self.schema.clone())
+            .with_header(false)
+            .with_null_regex(self.null.clone())
+            .with_batch_size(records.len().max(1))
+            .build_decoder();
+        let mut rest = records;
+        while !rest.is_empty() {
+            let n = decoder.decode(rest)?;
+            if n == 0 {
+                break;
+            }
+            rest = &rest[n..];
+        }
+        decoder.flush()
+    }
+}
+
+/// Fields in a CSV line (commas outside double quotes, plus one).
+fn field_count(line: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut count = 1;
+    for &b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => count += 1,
+            _ => {}
+        }
+    }
+    count
+}
+
+/// The header and the lines with as many fields as it: ragged lines are the
+/// decoder's to dead-letter, not inference's to fail on.
+fn well_formed(head: &[u8]) -> Vec<u8> {
+    let mut lines = head.split_inclusive(|&b| b == b'\n');
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let width = field_count(header);
+    let mut out = header.to_vec();
+    for line in lines {
+        if field_count(line) == width {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+pub struct CsvSource {
+    reader: ChunkReader<Box<dyn BufRead + Send>, CsvDecoderBox>,
+}
+
+/// The decoder, boxed so the source's type does not depend on it.
+pub(crate) struct CsvDecoderBox(CsvDecoder);
+
+impl RecordDecoder for CsvDecoderBox {
+    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
+        self.0.decode(records)
+    }
+}
+
+fn null_regex() -> Result<Regex, EngineError> {
+    Regex::new("^$").map_err(|e| EngineError::Internal(e.to_string()))
+}
+
+impl CsvSource {
+    /// Opens `input` (a file or stdin); `schema` is the declared one, if any.
+    pub fn open(
+        name: &str,
+        input: &Input,
+        schema: Option<SchemaRef>,
+        batch_size: usize,
+    ) -> Result<Self, EngineError> {
+        let source_error = |message: String| EngineError::Source {
+            input: name.to_string(),
+            message,
+        };
+        let (reader, total) = input.open().map_err(source_error)?;
+        let mut reader: Box<dyn BufRead + Send> = reader;
+        // The header and the first records, read once for inference and kept.
+        let mut head = Vec::new();
+        for _ in 0..=INFER_RECORDS {
+            if reader
+                .read_until(b'\n', &mut head)
+                .map_err(|e| source_error(e.to_string()))?
+                == 0
+            {
+                break;
+            }
+        }
+        let null = null_regex()?;
+        let format = Format::default()
+            .with_header(true)
+            .with_null_regex(null.clone());
+        let schema = match schema {
+            Some(s) => s,
+            None => {
+                let (inferred, _) = format
+                    .infer_schema(Cursor::new(well_formed(&head)), Some(INFER_RECORDS))
+                    .map_err(|e| source_error(format!("cannot read the header: {e}")))?;
+                Arc::new(text_types(&inferred))
+            }
+        };
+        if head.is_empty() {
+            return Err(source_error(
+                "the file is empty: a CSV input starts with a header row".into(),
+            ));
+        }
+        // Skip the header.
+        let header_end = head
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |i| i + 1);
+        let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(
+            Cursor::new(head[header_end..].to_vec()).chain(reader),
+        ));
+        let decoder = CsvDecoderBox(CsvDecoder {
+            schema: schema.clone(),
+            null,
+        });
+        Ok(CsvSource {
+            reader: ChunkReader::new(
+                ChunkConfig {
+                    input: name.to_string(),
+                    schema,
+                    first_line: 2,
+                    total,
+                    batch_size,
+                    quoted: true,
+                },
+                body,
+                decoder,
+            ),
+        })
+    }
+}
+
+impl Source for CsvSource {
+    fn schema(&self) -> SchemaRef {
+        self.reader.schema()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
+        self.reader.next_batch()
+    }
+
+    fn progress(&self) -> (u64, Option<u64>) {
+        self.reader.progress()
+    }
+}
+
+/// Writes rows as CSV: a header row of the column names, datetimes as
+/// RFC 3339 UTC with milliseconds, NULL as an empty field.
+pub struct CsvSink {
+    name: String,
+    target: OutputTarget,
+    writer: Option<iotql_engine::arrow::csv::Writer<BufWriter<Box<dyn Write + Send>>>>,
+}
+
+impl CsvSink {
+    pub fn new(name: &str, target: OutputTarget) -> Self {
+        CsvSink {
+            name: name.to_string(),
+            target,
+            writer: None,
+        }
+    }
+
+    fn error(&self, message: impl ToString) -> EngineError {
+        EngineError::Sink {
+            output: self.name.clone(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Sink for CsvSink {
+    fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
+        let out = self.target.create().map_err(|e| self.error(e))?;
+        let mut writer = WriterBuilder::new()
+            .with_header(true)
+            .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
+            .with_timestamp_format(TIMESTAMP_FORMAT.into())
+            .build(BufWriter::with_capacity(1 << 16, out));
+        // The header, even if no row ever comes.
+        writer
+            .write(&RecordBatch::new_empty(schema.clone()))
+            .map_err(|e| self.error(e))?;
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let batch = super::nested_as_json(batch).map_err(|e| self.error(e))?;
+        match self.writer.as_mut() {
+            Some(w) => w.write(&batch).map_err(|e| EngineError::Sink {
+                output: self.name.clone(),
+                message: e.to_string(),
+            }),
+            None => Err(self.error("written before it was started")),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        if let Some(w) = self.writer.take() {
+            let mut inner = w.into_inner();
+            inner.flush().map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CsvSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvSink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CsvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvSource").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,194 @@
+//! Files: CSV and JSON lines, read and written; `-` is stdin or stdout.
+
+mod chunk;
+pub mod csv;
+pub mod jsonl;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use iotql_engine::arrow::array::{ArrayRef, StringArray};
+use iotql_engine::arrow::datatypes::{DataType, Field, Schema};
+use iotql_engine::arrow::error::ArrowError;
+use iotql_engine::arrow::record_batch::RecordBatch;
+
+/// How datetimes are written: RFC 3339, UTC, milliseconds, `Z`.
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
+/// A file to read, or stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Path(PathBuf),
+    Stdin,
+}
+
+impl Input {
+    pub fn parse(path: &str) -> Input {
+        if path == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(path))
+        }
+    }
+
+    /// The reader and the total size when known.
+    pub(crate) fn open(&self) -> Result<(Box<dyn BufRead + Send>, Option<u64>), String> {
+        match self {
+            Input::Stdin => Ok((
+                Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
+                None,
+            )),
+            Input::Path(p) => {
+                let f = File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+            }
+        }
+    }
+}
+
+/// A file to write (its folder created if missing), or stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    Path(PathBuf),
+    Stdout,
+}
+
+impl OutputTarget {
+    pub fn parse(path: &str) -> OutputTarget {
+        if path == "-" {
+            OutputTarget::Stdout
+        } else {
+            OutputTarget::Path(PathBuf::from(path))
+        }
+    }
+
+    pub(crate) fn create(&self) -> Result<Box<dyn Write + Send>, String> {
+        match self {
+            OutputTarget::Stdout => Ok(Box::new(PipeTolerant {
+                inner: std::io::stdout(),
+                closed: false,
+            })),
+            OutputTarget::Path(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                let f =
+                    File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+                Ok(Box::new(f))
+            }
+        }
+    }
+}
+
+/// Stdout that treats a closed pipe (`iotql run ... | head`) as the reader
+/// having had enough: later writes are discarded, not errors.
+struct PipeTolerant {
+    inner: std::io::Stdout,
+    closed: bool,
+}
+
+impl Write for PipeTolerant {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// An inferred schema with dates and times read as text: ASA reads them
+/// as strings until a CAST or TIMESTAMP BY says otherwise.
+pub(crate) fn text_types(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match f.data_type() {
+                    DataType::Date32
+                    | DataType::Date64
+                    | DataType::Timestamp(..)
+                    | DataType::Time32(_)
+                    | DataType::Time64(_)
+                    | DataType::Null => DataType::Utf8,
+                    other => other.clone(),
+                };
+                Field::new(f.name(), t, true)
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `batch` with record and array columns turned into JSON text, for formats
+/// that hold only scalars (CSV).
+pub(crate) fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let nested = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Struct(_)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::Map(..)
+                | DataType::FixedSizeList(..)
+        )
+    };
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if nested(f.data_type()) {
+            let one = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![f.as_ref().clone()])),
+                vec![c.clone()],
+            )?;
+            let mut buf = Vec::new();
+            {
+                let mut w = iotql_engine::arrow::json::ArrayWriter::new(&mut buf);
+                w.write(&one)?;
+                w.finish()?;
+            }
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_slice(&buf).map_err(|e| ArrowError::JsonError(e.to_string()))?;
+            let texts: StringArray = rows
+                .iter()
+                .map(|r| {
+                    r.get(f.name())
+                        .filter(|v| !v.is_null())
+                        .map(|v| v.to_string())
+                })
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            columns.push(Arc::new(texts));
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}

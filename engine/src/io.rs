@@ -1,0 +1,83 @@
+//! The boundary between the engine and connectors: where rows go ([`Sink`]).
+//! Sources push batches into a [`crate::dataflow::Dataflow`].
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::EngineError;
+
+/// Where an output's rows go. Connectors implement it (files, databases,
+/// brokers, alert sinks).
+pub trait Sink: Send {
+    /// Called once before any write, with the schema of the rows to come
+    /// (a CSV sink writes its header here, so an empty output still has one).
+    fn start(
+        &mut self,
+        _schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Writes rows. A sink that cannot write returns an error; the job stops
+    /// rather than dropping them.
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError>;
+
+    /// The output is complete: flush and close.
+    fn finish(&mut self) -> Result<(), EngineError>;
+}
+
+/// A sink that keeps every batch in memory, for embedding and tests.
+#[derive(Debug, Clone, Default)]
+pub struct CollectSink {
+    batches: Arc<Mutex<Vec<RecordBatch>>>,
+}
+
+impl CollectSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The batches written so far.
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl Sink for CollectSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        self.batches
+            .lock()
+            .map_err(|_| EngineError::Internal("collect sink lock poisoned".into()))?
+            .push(batch.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+/// Where an input's events come from. Connectors implement it; the runner
+/// reads batches and pushes them into the dataflow.
+pub trait Source: Send {
+    /// The schema of the batches (without the position column).
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef;
+
+    /// The next batch, with a position column (`__iotql_position`) when the
+    /// source knows positions, and the events it could not decode; `None`
+    /// at the end of a bounded input.
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError>;
+
+    /// How far the source has read: (bytes read, total bytes if known).
+    fn progress(&self) -> (u64, Option<u64>) {
+        (0, None)
+    }
+}
+
+/// A batch read from a source, and the events of it that were refused.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub batch: Option<RecordBatch>,
+    pub dead_letters: Vec<crate::operator::DeadLetter>,
+}

@@ -1,0 +1,136 @@
+//! SELECT without GROUP BY: computes the select list for every row, and
+//! carries each row's event time along.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use iotql_dsl::Diagnostic;
+use iotql_dsl::ast::{ExprKind, SelectItem};
+
+use super::{Operator, Output};
+use crate::error::EngineError;
+use crate::expr::{ExprCompiler, find_field};
+use crate::time::EVENT_TIME;
+
+/// A compiled select list: output columns and the expressions computing them.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    pub exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The output schema; the event time is its last column.
+    pub schema: SchemaRef,
+}
+
+impl Projection {
+    /// Compiles `items` over `input` (which must carry the event time);
+    /// `*` stands for every visible column of the input.
+    pub fn compile(
+        items: &[SelectItem],
+        input: &SchemaRef,
+        compiler: &ExprCompiler,
+    ) -> Result<Projection, Vec<Diagnostic>> {
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        let mut fields = Vec::new();
+        let mut problems = Vec::new();
+        for item in items {
+            match item {
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    for (i, f) in input.fields().iter().enumerate() {
+                        if !f.name().starts_with("__iotql_") {
+                            exprs.push(Arc::new(Column::new(f.name(), i)));
+                            fields.push(f.as_ref().clone());
+                        }
+                    }
+                }
+                SelectItem::Expr { expr, alias, .. } => match compiler.compile(expr, input) {
+                    Ok(phys) => {
+                        let name = match (alias, &expr.kind) {
+                            (Some(a), _) => a.value.clone(),
+                            (None, ExprKind::Column(path)) => {
+                                let last = &path[path.len() - 1].value;
+                                // A column keeps its name as the data spells it.
+                                find_field(input, last).unwrap_or(last).to_string()
+                            }
+                            (None, ExprKind::Field { field, .. }) => field.value.clone(),
+                            (None, _) => expr.to_string(),
+                        };
+                        match (phys.data_type(input), phys.nullable(input)) {
+                            (Ok(t), Ok(nullable)) => {
+                                fields.push(Field::new(name, t, nullable));
+                                exprs.push(phys);
+                            }
+                            (Err(e), _) | (_, Err(e)) => problems.push(Diagnostic::new(
+                                "iotql::plan",
+                                expr.span,
+                                format!("cannot type this expression: {e}"),
+                                "here",
+                            )),
+                        }
+                    }
+                    Err(d) => problems.push(d),
+                },
+            }
+        }
+        let Some(time_index) = input.index_of(EVENT_TIME).ok() else {
+            return Err(vec![Diagnostic::new(
+                "iotql::internal",
+                iotql_dsl::Span::default(),
+                "internal: a projection's input has no event time",
+                "here",
+            )]);
+        };
+        exprs.push(Arc::new(Column::new(EVENT_TIME, time_index)));
+        fields.push(input.field(time_index).clone());
+        if problems.is_empty() {
+            Ok(Projection {
+                exprs,
+                schema: Arc::new(Schema::new(fields)),
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, EngineError> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| {
+                e.evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+            .with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+#[derive(Debug)]
+pub struct ProjectOperator {
+    projection: Projection,
+}
+
+impl ProjectOperator {
+    pub fn new(projection: Projection) -> Self {
+        Self { projection }
+    }
+}
+
+impl Operator for ProjectOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> Result<(), EngineError> {
+        out.batch(self.projection.apply(&batch)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! The end of a dataflow: hands batches, without iotql's hidden columns,
+//! to an output's [`Sink`].
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{Operator, Output};
+use crate::error::EngineError;
+use crate::io::Sink;
+
+pub struct SinkOperator {
+    sink: Box<dyn Sink>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for SinkOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkOperator")
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkOperator {
+    pub fn new(sink: Box<dyn Sink>) -> Self {
+        Self { sink, rows: 0 }
+    }
+}
+
+/// `batch` without the columns whose names start with `__iotql_`.
+pub fn visible(batch: &RecordBatch) -> Result<RecordBatch, EngineError> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !schema.field(i).name().starts_with("__iotql_"))
+        .collect();
+    if keep.len() == schema.fields().len() {
+        return Ok(batch.clone());
+    }
+    Ok(batch.project(&keep)?)
+}
+
+impl Operator for SinkOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Output,
+    ) -> Result<(), EngineError> {
+        self.rows += batch.num_rows() as u64;
+        self.sink.write(&visible(&batch)?)
+    }
+
+    fn on_watermark(
+        &mut self,
+        _wm: crate::time::EventTime,
+        _out: &mut Output,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn on_end(&mut self, _out: &mut Output) -> Result<(), EngineError> {
+        self.sink.finish()
+    }
+}

@@ -1,0 +1,326 @@
+//! TIMESTAMP BY: gives each row its event time, keeps the watermark (the
+//! largest event time seen minus the out-of-order tolerance), and applies
+//! the late policy to rows older than the watermark: adjust their event
+//! time to the watermark, or drop them. Rows whose time cannot be read go
+//! to the dead-letter output.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, TimestampMicrosecondArray, UInt64Array,
+};
+use datafusion::arrow::compute::{CastOptions, cast_with_options, filter};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{DeadLetter, Operator, Output};
+use crate::error::EngineError;
+use crate::plan::{LatePolicy, TimePolicy};
+use crate::time::{EVENT_TIME, EventTime, POSITION, event_time_type, micros_of};
+
+/// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct TimestampStats {
+    pub events_in: AtomicU64,
+    pub late_adjusted: AtomicU64,
+    pub late_dropped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct TimestampOperator {
+    input: String,
+    by: Option<Arc<dyn PhysicalExpr>>,
+    policy: TimePolicy,
+    out_schema: SchemaRef,
+    position_index: usize,
+    max_seen: i64,
+    stats: Arc<TimestampStats>,
+}
+
+/// Whether values of this type can be event times.
+pub fn is_time_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Timestamp(..)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+    )
+}
+
+impl TimestampOperator {
+    /// `input_schema` carries the position column; `by` is compiled over it.
+    pub fn new(
+        input: String,
+        by: Option<Arc<dyn PhysicalExpr>>,
+        policy: TimePolicy,
+        input_schema: &SchemaRef,
+        stats: Arc<TimestampStats>,
+    ) -> Result<Self, EngineError> {
+        let position_index = input_schema.index_of(POSITION).map_err(|_| {
+            EngineError::Internal("TIMESTAMP BY input has no position column".into())
+        })?;
+        Ok(Self {
+            input,
+            by,
+            policy,
+            out_schema: output_schema(input_schema),
+            position_index,
+            max_seen: i64::MIN,
+            stats,
+        })
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.out_schema.clone()
+    }
+
+    fn watermark(&self) -> i64 {
+        if self.max_seen == i64::MIN {
+            i64::MIN
+        } else {
+            self.max_seen
+                .saturating_sub(micros_of(self.policy.out_of_order))
+        }
+    }
+
+    fn dead_letter(&self, batch: &RecordBatch, row: usize, reason: String) -> DeadLetter {
+        let position = batch
+            .column(self.position_index)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .map_or_else(|| "?".to_string(), |p| format!("line {}", p.value(row)));
+        DeadLetter {
+            input: self.input.clone(),
+            position,
+            reason,
+            raw: row_as_json(batch, row, self.position_index),
+        }
+    }
+}
+
+/// The input schema without the position column, with the event time last.
+fn output_schema(input: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| f.name() != POSITION && f.name() != EVENT_TIME)
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(EVENT_TIME, event_time_type(), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// One row as a JSON object (for dead letters), without the hidden column.
+fn row_as_json(batch: &RecordBatch, row: usize, skip: usize) -> String {
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| i != skip).collect();
+    let Ok(projected) = batch.project(&keep) else {
+        return String::new();
+    };
+    let slice = projected.slice(row, 1);
+    let mut buf = Vec::new();
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+    if writer.write(&slice).and_then(|_| writer.finish()).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf).trim_end().to_string()
+}
+
+/// Event times in microseconds (NULL where a value is not a time):
+/// timestamps and dates as they are (no time zone means UTC), strings as
+/// ISO-8601 / RFC 3339, numbers as epoch seconds, milliseconds,
+/// microseconds or nanoseconds by their magnitude.
+pub fn to_event_micros(values: &ArrayRef) -> Result<Int64Array, EngineError> {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    match values.data_type() {
+        DataType::Timestamp(..)
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View => {
+            let ts = cast_with_options(
+                values,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+                &safe,
+            )?;
+            let ints = cast_with_options(&ts, &DataType::Int64, &safe)?;
+            Ok(ints.as_primitive::<Int64Type>().clone())
+        }
+        DataType::Float32 | DataType::Float64 => {
+            let f = cast_with_options(values, &DataType::Float64, &safe)?;
+            let f = f.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            Ok(f.iter()
+                .map(|v| v.and_then(epoch_float_micros).map(|m| m.round() as i64))
+                .collect())
+        }
+        t if t.is_integer() => {
+            let i = cast_with_options(values, &DataType::Int64, &safe)?;
+            let i = i.as_primitive::<Int64Type>();
+            Ok(i.iter().map(|v| v.and_then(epoch_int_micros)).collect())
+        }
+        other => Err(EngineError::Internal(format!(
+            "{other} values cannot be event times"
+        ))),
+    }
+}
+
+fn epoch_int_micros(v: i64) -> Option<i64> {
+    let a = v.unsigned_abs();
+    if a < 100_000_000_000 {
+        v.checked_mul(1_000_000)
+    } else if a < 100_000_000_000_000 {
+        v.checked_mul(1_000)
+    } else if a < 100_000_000_000_000_000 {
+        Some(v)
+    } else {
+        Some(v / 1_000)
+    }
+}
+
+fn epoch_float_micros(v: f64) -> Option<f64> {
+    if !v.is_finite() {
+        return None;
+    }
+    let a = v.abs();
+    let micros = if a < 1e11 {
+        v * 1e6
+    } else if a < 1e14 {
+        v * 1e3
+    } else if a < 1e17 {
+        v
+    } else {
+        v / 1e3
+    };
+    (micros.abs() < 9.2e18).then_some(micros)
+}
+
+impl Operator for TimestampOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> Result<(), EngineError> {
+        let n = batch.num_rows();
+        self.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
+        let times: Vec<Option<i64>> = match &self.by {
+            Some(by) => {
+                let values = by.evaluate(&batch)?.into_array(n)?;
+                to_event_micros(&values)?.iter().collect()
+            }
+            None => {
+                let now = chrono::Utc::now().timestamp_micros();
+                vec![Some(now); n]
+            }
+        };
+        let out_of_order = micros_of(self.policy.out_of_order);
+        let mut keep = Vec::with_capacity(n);
+        let mut event_times = Vec::with_capacity(n);
+        let (mut adjusted, mut dropped) = (0u64, 0u64);
+        for (row, t) in times.into_iter().enumerate() {
+            let Some(mut t) = t else {
+                let shown = match &self.by {
+                    Some(by) => by
+                        .evaluate(&batch.slice(row, 1))
+                        .ok()
+                        .and_then(|v| v.into_array(1).ok())
+                        .and_then(|a| {
+                            datafusion::arrow::util::display::array_value_to_string(&a, 0).ok()
+                        })
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                let reason = if shown.is_empty() {
+                    "the TIMESTAMP BY value is missing (NULL)".to_string()
+                } else {
+                    format!("the TIMESTAMP BY value `{shown}` is not a time")
+                };
+                out.dead_letters.push(self.dead_letter(&batch, row, reason));
+                keep.push(false);
+                continue;
+            };
+            let watermark = if self.max_seen == i64::MIN {
+                i64::MIN
+            } else {
+                self.max_seen.saturating_sub(out_of_order)
+            };
+            if t < watermark {
+                match self.policy.late_policy {
+                    LatePolicy::Adjust => {
+                        adjusted += 1;
+                        t = watermark;
+                    }
+                    LatePolicy::Drop => {
+                        dropped += 1;
+                        keep.push(false);
+                        continue;
+                    }
+                }
+            }
+            self.max_seen = self.max_seen.max(t);
+            keep.push(true);
+            event_times.push(t);
+        }
+        self.stats
+            .late_adjusted
+            .fetch_add(adjusted, Ordering::Relaxed);
+        self.stats
+            .late_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
+        self.stats
+            .dead_lettered
+            .fetch_add(out.dead_letters.len() as u64, Ordering::Relaxed);
+
+        let mask = (event_times.len() < n).then(|| BooleanArray::from(keep));
+        let mut columns = Vec::with_capacity(self.out_schema.fields().len());
+        for (i, c) in batch.columns().iter().enumerate() {
+            let name = batch.schema_ref().field(i).name().clone();
+            if name == POSITION || name == EVENT_TIME {
+                continue;
+            }
+            columns.push(match &mask {
+                Some(m) => filter(c.as_ref(), m)?,
+                None => c.clone(),
+            });
+        }
+        let times = TimestampMicrosecondArray::from(event_times).with_timezone("UTC");
+        columns.push(Arc::new(times));
+        out.batch(RecordBatch::try_new(self.out_schema.clone(), columns)?);
+        let wm = self.watermark();
+        if wm > i64::MIN {
+            out.watermark(EventTime(wm));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
+        Ok(self.max_seen.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let bytes: [u8; 8] = state
+            .try_into()
+            .map_err(|_| EngineError::State("a TIMESTAMP BY state is 8 bytes".into()))?;
+        self.max_seen = i64::from_le_bytes(bytes);
+        Ok(())
+    }
+}

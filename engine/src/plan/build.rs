@@ -1,0 +1,389 @@
+//! AST -> logical plan.
+
+use std::collections::{BTreeMap, HashMap};
+
+use iotql_dsl::ast::*;
+use iotql_dsl::check::DEFAULT_OUTPUT;
+use iotql_dsl::{Diagnostic, Span};
+
+use super::*;
+use crate::time::parse_duration;
+
+/// Plans a checked script. Constructs the engine does not run yet are
+/// refused here, with their position, before anything runs.
+pub fn build(script: &Script, options: &PlanOptions) -> Result<LogicalPlan, Vec<Diagnostic>> {
+    let mut planner = Planner {
+        options,
+        nodes: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        steps: HashMap::new(),
+        scans: HashMap::new(),
+        timestamps: HashMap::new(),
+        sinks: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    for s in &script.statements {
+        match s {
+            Statement::CreateInput(c) => planner.inputs.push(InputDecl {
+                name: c.name.value.clone(),
+                reference: c.reference,
+                options: options_map(&c.options),
+                span: c.span,
+            }),
+            Statement::CreateOutput(c) => planner.outputs.push(OutputDecl {
+                name: c.name.value.clone(),
+                options: options_map(&c.options),
+                span: c.span,
+            }),
+            Statement::Query(_) => {}
+        }
+    }
+    for name in &options.extra_inputs {
+        if !planner
+            .inputs
+            .iter()
+            .any(|i| i.name.eq_ignore_ascii_case(name))
+        {
+            planner.inputs.push(InputDecl {
+                name: name.clone(),
+                reference: false,
+                options: BTreeMap::new(),
+                span: Span::default(),
+            });
+        }
+    }
+    for s in &script.statements {
+        if let Statement::Query(q) = s {
+            planner.query(q);
+        }
+    }
+    planner.finish()
+}
+
+fn options_map(entries: &[OptionEntry]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|e| (e.key.value.to_ascii_lowercase(), e.value.clone()))
+        .collect()
+}
+
+struct Planner<'a> {
+    options: &'a PlanOptions,
+    nodes: Vec<Node>,
+    inputs: Vec<InputDecl>,
+    outputs: Vec<OutputDecl>,
+    /// Step name (lower case) -> the node producing its rows.
+    steps: HashMap<String, NodeId>,
+    /// Input name (lower case) -> its Scan.
+    scans: HashMap<String, NodeId>,
+    /// (input, TIMESTAMP BY text) -> its Timestamp node.
+    timestamps: HashMap<(String, String), NodeId>,
+    /// Output name (lower case) -> (name as first written, the nodes writing to it, span).
+    sinks: BTreeMap<String, (String, Vec<NodeId>, Span)>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Planner<'_> {
+    fn add(&mut self, kind: NodeKind, inputs: Vec<NodeId>, span: Span) -> NodeId {
+        self.nodes.push(Node { kind, inputs, span });
+        self.nodes.len() - 1
+    }
+
+    fn unsupported(&mut self, span: Span, what: &str, issue: &str) {
+        self.problems.push(
+            Diagnostic::new(
+                "iotql::not-supported-yet",
+                span,
+                format!("{what} is not supported by the engine yet"),
+                "not supported yet",
+            )
+            .with_help(format!(
+                "`iotql check` accepts it; running it comes with {issue}"
+            )),
+        );
+    }
+
+    fn query(&mut self, q: &Query) {
+        for step in &q.steps {
+            if let Some(id) = self.set_expr(&step.query) {
+                self.steps.insert(step.name.value.to_ascii_lowercase(), id);
+            }
+        }
+        let Some(id) = self.set_expr(&q.body) else {
+            return;
+        };
+        let into = q
+            .body
+            .selects()
+            .into_iter()
+            .find_map(|s| s.into.as_ref())
+            .map_or_else(|| DEFAULT_OUTPUT.to_string(), |i| i.value.clone());
+        let entry = self
+            .sinks
+            .entry(into.to_ascii_lowercase())
+            .or_insert_with(|| (into.clone(), Vec::new(), q.span));
+        entry.1.push(id);
+    }
+
+    fn set_expr(&mut self, e: &SetExpr) -> Option<NodeId> {
+        match e {
+            SetExpr::Select(s) => self.select(s),
+            SetExpr::Union { span, .. } => {
+                let ids: Vec<NodeId> = e
+                    .selects()
+                    .into_iter()
+                    .filter_map(|s| self.select(s))
+                    .collect();
+                (ids.len() == e.selects().len()).then(|| self.add(NodeKind::Union, ids, *span))
+            }
+        }
+    }
+
+    fn select(&mut self, s: &Select) -> Option<NodeId> {
+        if let Some(j) = s.from.joins.first() {
+            let what = match j {
+                JoinClause::Join(_) => "JOIN",
+                JoinClause::Apply(_) => "CROSS/OUTER APPLY",
+            };
+            self.unsupported(j.span(), what, "the joins and nested-data issue");
+            return None;
+        }
+        self.refuse_analytics(s);
+        let mut current = self.source(&s.from.source)?;
+        if let Some(w) = &s.where_clause {
+            current = self.add(
+                NodeKind::Filter {
+                    predicate: w.clone(),
+                },
+                vec![current],
+                w.span,
+            );
+        }
+        let id = match &s.group_by {
+            None => self.add(
+                NodeKind::Project {
+                    items: s.projection.clone(),
+                },
+                vec![current],
+                s.span,
+            ),
+            Some(g) => {
+                let window = match g.windows().next() {
+                    Some(GroupItem::Window(w)) => WindowSpec::Window(w.clone()),
+                    Some(GroupItem::Snapshot(_)) => WindowSpec::Snapshot,
+                    Some(other) => {
+                        self.unsupported(
+                            other.span(),
+                            "Windows(...) with several windows",
+                            "the analytic-functions issue",
+                        );
+                        return None;
+                    }
+                    None => return None,
+                };
+                self.add(
+                    NodeKind::WindowAggregate {
+                        window,
+                        group_by: g.clone(),
+                        items: s.projection.clone(),
+                        having: s.having.clone(),
+                    },
+                    vec![current],
+                    s.span,
+                )
+            }
+        };
+        Some(id)
+    }
+
+    /// Analytic functions (LAG, LAST, ISFIRST, anything with LIMIT DURATION)
+    /// are planned by a later issue.
+    fn refuse_analytics(&mut self, s: &Select) {
+        let mut found = Vec::new();
+        let mut visit = |e: &Expr| {
+            if let ExprKind::Function(call) = &e.kind {
+                let analytic = call
+                    .over
+                    .as_ref()
+                    .is_some_and(|o| o.limit_duration.is_some())
+                    || matches!(
+                        iotql_dsl::catalog::kind_of(call),
+                        Some(iotql_dsl::catalog::FunctionKind::Analytic)
+                    );
+                if analytic {
+                    found.push((call.span, call.qualified_name()));
+                }
+            }
+        };
+        for item in &s.projection {
+            if let SelectItem::Expr { expr, .. } = item {
+                expr.walk(&mut visit);
+            }
+        }
+        if let Some(w) = &s.where_clause {
+            w.walk(&mut visit);
+        }
+        for (span, name) in found {
+            self.unsupported(
+                span,
+                &format!("the analytic function {name}"),
+                "the analytic-functions issue",
+            );
+        }
+    }
+
+    /// The node whose rows a FROM source names: a step, or an input's
+    /// Timestamp node (created once per input and TIMESTAMP BY).
+    fn source(&mut self, src: &Source) -> Option<NodeId> {
+        let key = src.name.value.to_ascii_lowercase();
+        if let Some(&step) = self.steps.get(&key) {
+            if let Some(ts) = &src.timestamp_by {
+                self.problems.push(
+                    Diagnostic::new(
+                        "iotql::timestamp-on-step",
+                        ts.span,
+                        "TIMESTAMP BY applies to inputs, not to steps",
+                        "on a step",
+                    )
+                    .with_help(format!(
+                        "a step keeps the event time of its input: move TIMESTAMP BY to the FROM that reads the input, inside step `{}`",
+                        src.name.value
+                    )),
+                );
+            }
+            return Some(step);
+        }
+        // PARTITION BY only states how the input is partitioned; one worker
+        // reads every partition, so it does not change the plan.
+        let input_name = match self
+            .inputs
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(&src.name.value))
+        {
+            Some(i) => i.name.clone(),
+            None => {
+                // No declarations: any name is an input bound at run time.
+                self.inputs.push(InputDecl {
+                    name: src.name.value.clone(),
+                    reference: false,
+                    options: BTreeMap::new(),
+                    span: src.name.span,
+                });
+                src.name.value.clone()
+            }
+        };
+        let scan = match self.scans.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.add(
+                    NodeKind::Scan {
+                        input: input_name.clone(),
+                    },
+                    vec![],
+                    src.name.span,
+                );
+                self.scans.insert(key.clone(), id);
+                id
+            }
+        };
+        let ts_text = src
+            .timestamp_by
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        if let Some(&id) = self.timestamps.get(&(key.clone(), ts_text.clone())) {
+            return Some(id);
+        }
+        let time = self.time_policy(&input_name)?;
+        let (by, over, span) = match &src.timestamp_by {
+            Some(t) => (Some(t.expr.clone()), t.over.clone(), t.span),
+            None => (None, Vec::new(), src.span),
+        };
+        if let Some(first) = over.first() {
+            self.unsupported(
+                first.span,
+                "TIMESTAMP BY ... OVER (substreams)",
+                "a later engine step",
+            );
+            return None;
+        }
+        let id = self.add(
+            NodeKind::Timestamp {
+                input: input_name,
+                by,
+                over,
+                time,
+            },
+            vec![scan],
+            span,
+        );
+        self.timestamps.insert((key, ts_text), id);
+        Some(id)
+    }
+
+    /// The command-line defaults, overridden by the input's own options.
+    fn time_policy(&mut self, input: &str) -> Option<TimePolicy> {
+        let mut policy = self.options.time;
+        let Some(decl) = self
+            .inputs
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(input))
+        else {
+            return Some(policy);
+        };
+        let span = decl.span;
+        let mut errors = Vec::new();
+        for (key, value) in &decl.options {
+            let result = match key.as_str() {
+                "out_of_order" => parse_duration(value).map(|d| policy.out_of_order = d),
+                "late_arrival" => parse_duration(value).map(|d| policy.late_arrival = d),
+                "late_policy" => value.parse().map(|p| policy.late_policy = p),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                errors.push(Diagnostic::new(
+                    "iotql::input-option",
+                    span,
+                    format!("option `{key}` of input `{input}`: {e}"),
+                    "in this declaration",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Some(policy)
+        } else {
+            self.problems.extend(errors);
+            None
+        }
+    }
+
+    fn finish(mut self) -> Result<LogicalPlan, Vec<Diagnostic>> {
+        let sinks = std::mem::take(&mut self.sinks);
+        for (_, (name, inputs, span)) in sinks {
+            let name = self
+                .outputs
+                .iter()
+                .find(|o| o.name.eq_ignore_ascii_case(&name))
+                .map_or(name, |o| o.name.clone());
+            if !self.outputs.iter().any(|o| o.name == name) {
+                self.outputs.push(OutputDecl {
+                    name: name.clone(),
+                    options: BTreeMap::new(),
+                    span,
+                });
+            }
+            self.add(NodeKind::Sink { output: name }, inputs, span);
+        }
+        if self.problems.is_empty() {
+            Ok(LogicalPlan {
+                nodes: self.nodes,
+                inputs: self.inputs,
+                outputs: self.outputs,
+            })
+        } else {
+            self.problems.sort_by_key(|d| d.span.start);
+            Err(self.problems)
+        }
+    }
+}

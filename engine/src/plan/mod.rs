@@ -1,0 +1,163 @@
+//! The logical plan: the job as a graph of operators, built from the AST
+//! before any data is seen, and printed by `iotql explain`.
+//!
+//! One `Scan` per input feeds every statement and step that reads it
+//! (fan-out); one `Timestamp` per distinct `TIMESTAMP BY` of an input; one
+//! `Sink` per output, fed by every SELECT that writes to it.
+
+mod build;
+mod explain;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use iotql_dsl::Span;
+use iotql_dsl::ast::{Expr, GroupBy, SelectItem, Window};
+
+pub use build::build;
+
+/// Index of a node in [`LogicalPlan::nodes`].
+pub type NodeId = usize;
+
+#[derive(Debug, Clone)]
+pub struct LogicalPlan {
+    /// In topological order: a node's inputs come before it.
+    pub nodes: Vec<Node>,
+    /// Every input the job reads, declared or bound from outside.
+    pub inputs: Vec<InputDecl>,
+    /// Every output the job writes.
+    pub outputs: Vec<OutputDecl>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub inputs: Vec<NodeId>,
+    /// Where in the job file this node comes from.
+    pub span: Span,
+}
+
+// Plans are built once per job: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// Reads an input.
+    Scan { input: String },
+    /// Sets event time (from an expression, or the arrival time) and the
+    /// watermark, and applies the late-event policy.
+    Timestamp {
+        input: String,
+        by: Option<Expr>,
+        over: Vec<Expr>,
+        time: TimePolicy,
+    },
+    /// Keeps the rows for which the predicate is true.
+    Filter { predicate: Expr },
+    /// A SELECT without GROUP BY: one output row per input row.
+    Project { items: Vec<SelectItem> },
+    /// A SELECT with GROUP BY and a window.
+    WindowAggregate {
+        window: WindowSpec,
+        group_by: GroupBy,
+        items: Vec<SelectItem>,
+        having: Option<Expr>,
+    },
+    /// All rows of every input.
+    Union,
+    /// Writes to an output.
+    Sink { output: String },
+}
+
+/// The window of a windowed aggregate.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum WindowSpec {
+    Window(Window),
+    /// `GROUP BY System.Timestamp()`: one window per distinct event time.
+    Snapshot,
+}
+
+/// Out-of-order and late-arrival handling of one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePolicy {
+    /// Events may arrive this much out of order without being late: the
+    /// watermark is the largest event time seen minus this.
+    pub out_of_order: Duration,
+    /// Events whose event time is this much before their arrival time are
+    /// late (sources with a real arrival time: Kafka, MQTT).
+    pub late_arrival: Duration,
+    pub late_policy: LatePolicy,
+}
+
+impl Default for TimePolicy {
+    fn default() -> Self {
+        TimePolicy {
+            out_of_order: Duration::ZERO,
+            late_arrival: Duration::from_secs(5),
+            late_policy: LatePolicy::Adjust,
+        }
+    }
+}
+
+/// What happens to an event older than the watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePolicy {
+    /// Its event time is set to the watermark, and it is processed.
+    Adjust,
+    /// It is counted and dropped.
+    Drop,
+}
+
+impl std::str::FromStr for LatePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "adjust" => Ok(LatePolicy::Adjust),
+            "drop" => Ok(LatePolicy::Drop),
+            other => Err(format!("late policy is `adjust` or `drop`, not `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InputDecl {
+    pub name: String,
+    pub reference: bool,
+    /// `WITH (...)` options of the declaration, keys in lower case.
+    pub options: BTreeMap<String, String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputDecl {
+    pub name: String,
+    pub options: BTreeMap<String, String>,
+    pub span: Span,
+}
+
+/// What the planner needs from outside the job file.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Defaults for every input (command-line flags); an input's own
+    /// options (`out_of_order`, `late_arrival`, `late_policy`) win.
+    pub time: TimePolicy,
+    /// Inputs bound on the command line that the file does not declare.
+    pub extra_inputs: Vec<String>,
+}
+
+impl LogicalPlan {
+    pub fn input(&self, name: &str) -> Option<&InputDecl> {
+        self.inputs
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The nodes that read `id`'s output.
+    pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| n.inputs.contains(&id))
+            .map(|(i, _)| i)
+    }
+}

@@ -1,0 +1,116 @@
+//! Windows: which windows an event belongs to, and the windowed aggregate.
+//!
+//! Windows sit on a fixed grid from the Unix epoch (plus an optional
+//! offset) and cover `(start, end]`: an event exactly on a window's end
+//! belongs to that window, not the next. A window is emitted, stamped with
+//! its end, once the watermark has passed its end; empty windows emit nothing.
+
+mod aggregate;
+
+pub use aggregate::WindowAggregateOperator;
+
+/// Tumbling and hopping windows: ends on the grid `offset + k * hop`, each
+/// covering `(end - size, end]`. A tumbling window has `hop == size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    pub size: i64,
+    pub hop: i64,
+    pub offset: i64,
+}
+
+impl Grid {
+    /// The end of the earliest window containing `t`: the smallest grid
+    /// point at or after `t`.
+    pub fn first_end(&self, t: i64) -> i64 {
+        let k = -((self.offset - t).div_euclid(self.hop));
+        self.offset + k * self.hop
+    }
+
+    /// How many windows can contain one event (the most, at the grid's start).
+    pub fn windows_per_event(&self) -> i64 {
+        (self.size + self.hop - 1) / self.hop
+    }
+
+    /// Whether the window ending at `end` contains `t`.
+    pub fn contains(&self, end: i64, t: i64) -> bool {
+        end - self.size < t && t <= end
+    }
+
+    /// The ends of every window containing `t`, in order.
+    pub fn ends(&self, t: i64) -> impl Iterator<Item = i64> + '_ {
+        let first = self.first_end(t);
+        (0..self.windows_per_event())
+            .map(move |j| first + j * self.hop)
+            .filter(move |&end| self.contains(end, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn an_event_on_a_window_end_belongs_to_that_window() {
+        let tumbling = Grid {
+            size: 5 * MIN,
+            hop: 5 * MIN,
+            offset: 0,
+        };
+        assert_eq!(tumbling.first_end(5 * MIN), 5 * MIN);
+        assert_eq!(tumbling.first_end(5 * MIN + 1), 10 * MIN);
+        assert_eq!(tumbling.first_end(1), 5 * MIN);
+        assert_eq!(tumbling.first_end(0), 0);
+    }
+
+    #[test]
+    fn negative_times_and_offsets_stay_on_the_grid() {
+        let g = Grid {
+            size: 10,
+            hop: 10,
+            offset: 3,
+        };
+        assert_eq!(g.first_end(-5), 3);
+        assert_eq!(g.first_end(-8), -7);
+        assert_eq!(g.first_end(-7), -7);
+        assert_eq!(g.first_end(4), 13);
+    }
+
+    #[test]
+    fn a_hopping_event_is_in_size_over_hop_windows() {
+        let g = Grid {
+            size: 10 * MIN,
+            hop: MIN,
+            offset: 0,
+        };
+        let ends: Vec<i64> = g.ends(30 * MIN + 17).collect();
+        assert_eq!(ends.len(), 10);
+        assert_eq!(ends[0], 31 * MIN);
+        assert_eq!(ends[9], 40 * MIN);
+    }
+
+    proptest! {
+        /// Every window of an event contains it, every containing window on
+        /// the grid is listed, and a tumbling event has exactly one window.
+        #[test]
+        fn assignment_is_exact(t in -1_000_000i64..1_000_000, size in 1i64..500, hop_div in 1i64..6, offset in -50i64..50) {
+            let hop = (size / hop_div).max(1);
+            let g = Grid { size, hop, offset };
+            let ends: Vec<i64> = g.ends(t).collect();
+            for &e in &ends {
+                prop_assert!(g.contains(e, t));
+                prop_assert_eq!((e - offset).rem_euclid(hop), 0);
+            }
+            // No grid window outside the list contains t.
+            let lo = g.first_end(t) - hop;
+            prop_assert!(!g.contains(lo, t));
+            let hi = ends.last().copied().unwrap_or(lo) + hop;
+            prop_assert!(!g.contains(hi, t));
+            if hop == size {
+                prop_assert_eq!(ends.len(), 1);
+            }
+        }
+    }
+}
