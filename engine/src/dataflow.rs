@@ -22,7 +22,6 @@ use crate::operator::timestamp::is_time_type;
 use crate::operator::*;
 use crate::plan::{LogicalPlan, NodeId, NodeKind};
 use crate::time::EventTime;
-use crate::window::WindowAggregateOperator;
 
 struct RuntimeNode {
     op: Box<dyn Operator>,
@@ -201,18 +200,14 @@ impl Dataflow {
                         having,
                     },
                     Some(schema),
-                ) => WindowAggregateOperator::compile(
+                ) => crate::window::compile(
                     window,
                     group_by,
                     items,
                     having.as_ref(),
                     &schema,
                     compiler,
-                )
-                .map(|op| {
-                    let s = op.schema();
-                    (Box::new(op) as Box<dyn Operator>, s)
-                }),
+                ),
                 (NodeKind::Union, Some(schema)) => {
                     let widths: Vec<usize> = node
                         .inputs

@@ -6,8 +6,103 @@
 //! its end, once the watermark has passed its end; empty windows emit nothing.
 
 mod aggregate;
+mod aggregation;
+mod session;
+mod sliding;
 
 pub use aggregate::WindowAggregateOperator;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use iotql_dsl::Diagnostic;
+use iotql_dsl::ast::{self, Expr, GroupBy, SelectItem};
+
+use crate::expr::ExprCompiler;
+use crate::operator::Operator;
+use crate::plan::WindowSpec;
+use aggregate::Assigner;
+use aggregation::Aggregation;
+
+/// Compiles a windowed SELECT over `input` (which carries the event time)
+/// into the operator for its kind of window, and the schema of its rows.
+pub fn compile(
+    window: &WindowSpec,
+    group_by: &GroupBy,
+    items: &[SelectItem],
+    having: Option<&Expr>,
+    input: &SchemaRef,
+    compiler: &ExprCompiler,
+) -> Result<(Box<dyn Operator>, SchemaRef), Vec<Diagnostic>> {
+    let plan_error =
+        |span, message: &str| vec![Diagnostic::new("iotql::plan", span, message, "here")];
+    let aggregation = Aggregation::compile(group_by, items, having, input, compiler)?;
+    let schema = aggregation.schema();
+    let w = match window {
+        WindowSpec::Snapshot => {
+            return Ok((
+                Box::new(WindowAggregateOperator::new(
+                    Assigner::Snapshot,
+                    aggregation,
+                )),
+                schema,
+            ));
+        }
+        WindowSpec::Window(w) => w,
+    };
+    let micros = |d: Option<ast::Duration>| d.and_then(|d| d.micros());
+    let op: Box<dyn Operator> = match w.kind {
+        ast::WindowKind::Tumbling | ast::WindowKind::Hopping => {
+            let size = micros(w.size)
+                .ok_or_else(|| plan_error(w.span, "the window size must be a time"))?;
+            let hop = if w.kind == ast::WindowKind::Tumbling {
+                size
+            } else {
+                micros(w.hop).unwrap_or(size)
+            };
+            if hop > size {
+                return Err(plan_error(
+                    w.span,
+                    "the hop of a hopping window must not exceed its size",
+                ));
+            }
+            let offset = micros(w.offset).unwrap_or(0);
+            Box::new(WindowAggregateOperator::new(
+                Assigner::Grid(Grid { size, hop, offset }),
+                aggregation,
+            ))
+        }
+        ast::WindowKind::Sliding => {
+            let size = micros(w.size)
+                .ok_or_else(|| plan_error(w.span, "the window size must be a time"))?;
+            Box::new(
+                sliding::SlidingWindowOperator::new(aggregation, size)
+                    .map_err(|e| plan_error(w.span, &e.to_string()))?,
+            )
+        }
+        ast::WindowKind::Session => {
+            let timeout = micros(w.timeout)
+                .ok_or_else(|| plan_error(w.span, "the session timeout must be a time"))?;
+            let max = micros(w.max_duration)
+                .ok_or_else(|| plan_error(w.span, "the session max duration must be a time"))?;
+            if max < timeout {
+                return Err(plan_error(
+                    w.span,
+                    "a session's max duration must be at least its timeout",
+                ));
+            }
+            let partition = w
+                .partition_by
+                .iter()
+                .map(|k| compiler.compile(k, input))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|d| vec![d])?;
+            Box::new(
+                session::SessionWindowOperator::new(aggregation, timeout, max, partition, input)
+                    .map_err(|e| plan_error(w.span, &e.to_string()))?,
+            )
+        }
+    };
+    Ok((op, schema))
+}
 
 /// Tumbling and hopping windows: ends on the grid `offset + k * hop`, each
 /// covering `(end - size, end]`. A tumbling window has `hop == size`.

@@ -1,0 +1,583 @@
+//! The aggregation shared by every window kind: grouping keys, aggregates
+//! kept per group in DataFusion's vectorised `GroupsAccumulator`s (keys
+//! interned by DataFusion's `GroupValues`), and the select list and HAVING
+//! computed over a closed window's rows.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::FunctionRegistry as _;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+use datafusion::physical_expr::expressions::Literal as LiteralExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use iotql_dsl::Diagnostic;
+use iotql_dsl::ast::{self, Expr, ExprKind, FunctionArgs, GroupBy, Ident, SelectItem};
+
+use crate::error::EngineError;
+use crate::expr::{ExprCompiler, find_field};
+use crate::operator::project::Projection;
+use crate::time::{EVENT_TIME, event_time_type};
+
+/// The groups of one window (or session, or sliding point) and their
+/// accumulators.
+pub(crate) struct GroupState {
+    /// `None` when the query has no keys: one group.
+    groups: Option<Box<dyn GroupValues>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    group_count: usize,
+}
+
+/// The evaluated inputs of a batch: key columns and each aggregate's arguments.
+pub(crate) struct Inputs {
+    pub keys: Vec<ArrayRef>,
+    pub values: Vec<Vec<ArrayRef>>,
+}
+
+impl Inputs {
+    /// The rows at `indices`.
+    pub fn take(
+        &self,
+        indices: &datafusion::arrow::array::UInt32Array,
+    ) -> Result<Inputs, EngineError> {
+        let pick = |a: &ArrayRef| datafusion::arrow::compute::take(a.as_ref(), indices, None);
+        Ok(Inputs {
+            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
+            values: self
+                .values
+                .iter()
+                .map(|v| v.iter().map(pick).collect::<Result<_, _>>())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The rows where `mask` is true.
+    pub fn filter(
+        &self,
+        mask: &datafusion::arrow::array::BooleanArray,
+    ) -> Result<Inputs, EngineError> {
+        let pick = |a: &ArrayRef| datafusion::arrow::compute::filter(a.as_ref(), mask);
+        Ok(Inputs {
+            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
+            values: self
+                .values
+                .iter()
+                .map(|v| v.iter().map(pick).collect::<Result<_, _>>())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+pub(crate) struct Aggregation {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// The rows of an emitted window: keys, aggregates, the window end.
+    intermediate: SchemaRef,
+    having: Option<Arc<dyn PhysicalExpr>>,
+    projection: Projection,
+    group_ids: Vec<usize>,
+}
+
+/// The DataFusion aggregate implementing an ASA one.
+fn aggregate_function(asa: &str) -> Option<&'static str> {
+    Some(match asa.to_ascii_uppercase().as_str() {
+        "COUNT" => "count",
+        "SUM" => "sum",
+        "AVG" => "avg",
+        "MIN" => "min",
+        "MAX" => "max",
+        "STDEV" => "stddev",
+        "STDEVP" => "stddev_pop",
+        "VAR" => "var",
+        "VARP" => "var_pop",
+        "COLLECT" => "array_agg",
+        _ => return None,
+    })
+}
+
+fn plan_error(span: iotql_dsl::Span, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::new("iotql::plan", span, message, "here")
+}
+
+fn is_window_aggregate(call: &ast::FunctionCall) -> bool {
+    matches!(
+        iotql_dsl::catalog::kind_of(call),
+        Some(iotql_dsl::catalog::FunctionKind::Aggregate)
+    ) && call
+        .over
+        .as_ref()
+        .is_none_or(|o| o.limit_duration.is_none())
+}
+
+/// Replaces aggregates and grouping keys in select items by the columns of
+/// the intermediate rows.
+struct Rewriter<'a> {
+    keys: &'a [Expr],
+    key_texts: Vec<String>,
+    aggregates: Vec<ast::FunctionCall>,
+    agg_texts: Vec<String>,
+}
+
+fn key_column(i: usize) -> String {
+    format!("__iotql_key_{i}")
+}
+
+fn agg_column(i: usize) -> String {
+    format!("__iotql_agg_{i}")
+}
+
+fn column(name: String, span: iotql_dsl::Span) -> Expr {
+    Expr::new(ExprKind::Column(vec![Ident::new(name, span)]), span)
+}
+
+impl Rewriter<'_> {
+    fn key_index(&self, e: &Expr) -> Option<usize> {
+        let text = e.to_string();
+        if let Some(i) = self.key_texts.iter().position(|k| *k == text) {
+            return Some(i);
+        }
+        // `device_id` matches the key `r.device_id` (and the other way round).
+        let ExprKind::Column(path) = &e.kind else {
+            return None;
+        };
+        let last = &path[path.len() - 1];
+        self.keys.iter().position(|k| match &k.kind {
+            ExprKind::Column(kp) => {
+                kp[kp.len() - 1].matches(&last.value) && (kp.len() == 1 || path.len() == 1)
+            }
+            _ => false,
+        })
+    }
+
+    fn rewrite(&mut self, e: &Expr) -> Expr {
+        if let Some(i) = self.key_index(e) {
+            return column(key_column(i), e.span);
+        }
+        if let ExprKind::Function(call) = &e.kind {
+            if is_window_aggregate(call) {
+                let text = e.to_string();
+                let i = match self.agg_texts.iter().position(|t| *t == text) {
+                    Some(i) => i,
+                    None => {
+                        self.aggregates.push(call.clone());
+                        self.agg_texts.push(text);
+                        self.aggregates.len() - 1
+                    }
+                };
+                return column(agg_column(i), e.span);
+            }
+        }
+        let mut out = e.clone();
+        rewrite_children(&mut out, &mut |child| self.rewrite(child));
+        out
+    }
+}
+
+/// Applies `f` to each direct child expression of `e`, in place.
+fn rewrite_children(e: &mut Expr, f: &mut impl FnMut(&Expr) -> Expr) {
+    fn apply(b: &mut Box<Expr>, f: &mut impl FnMut(&Expr) -> Expr) {
+        **b = f(b);
+    }
+    match &mut e.kind {
+        ExprKind::Literal(_) | ExprKind::Column(_) | ExprKind::DatePart(_) => {}
+        ExprKind::Unary { expr, .. }
+        | ExprKind::IsNull { expr, .. }
+        | ExprKind::Cast { expr, .. }
+        | ExprKind::Field { expr, .. } => apply(expr, f),
+        ExprKind::Binary { left, right, .. } => {
+            apply(left, f);
+            apply(right, f);
+        }
+        ExprKind::Like { expr, pattern, .. } => {
+            apply(expr, f);
+            apply(pattern, f);
+        }
+        ExprKind::Between {
+            expr, low, high, ..
+        } => {
+            apply(expr, f);
+            apply(low, f);
+            apply(high, f);
+        }
+        ExprKind::InList { expr, list, .. } => {
+            apply(expr, f);
+            for x in list.iter_mut() {
+                *x = f(x);
+            }
+        }
+        ExprKind::Case {
+            operand,
+            whens,
+            else_result,
+        } => {
+            if let Some(o) = operand {
+                apply(o, f);
+            }
+            for (w, t) in whens.iter_mut() {
+                *w = f(w);
+                *t = f(t);
+            }
+            if let Some(x) = else_result {
+                apply(x, f);
+            }
+        }
+        ExprKind::Function(call) => {
+            if let FunctionArgs::List { args, .. } = &mut call.args {
+                for a in args.iter_mut() {
+                    *a = f(a);
+                }
+            }
+        }
+    }
+}
+
+/// The name of an unaliased select item: a column keeps its name, anything
+/// else is named by its canonical text.
+fn item_name(expr: &Expr, input: &Schema) -> String {
+    match &expr.kind {
+        ExprKind::Column(path) => {
+            let last = &path[path.len() - 1].value;
+            find_field(input, last).unwrap_or(last).to_string()
+        }
+        ExprKind::Field { field, .. } => field.value.clone(),
+        _ => expr.to_string(),
+    }
+}
+
+impl Aggregation {
+    /// Compiles the aggregation of a windowed SELECT over `input` (which
+    /// carries the event time).
+    pub fn compile(
+        group_by: &GroupBy,
+        items: &[SelectItem],
+        having: Option<&Expr>,
+        input: &SchemaRef,
+        compiler: &ExprCompiler,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut problems = Vec::new();
+
+        // Grouping keys.
+        let key_exprs: Vec<Expr> = group_by.keys().cloned().collect();
+        let mut keys = Vec::new();
+        let mut key_fields = Vec::new();
+        for (i, k) in key_exprs.iter().enumerate() {
+            match compiler.compile(k, input) {
+                Ok(p) => match p.data_type(input) {
+                    Ok(t) => {
+                        key_fields.push(Field::new(key_column(i), t, true));
+                        keys.push(p);
+                    }
+                    Err(e) => {
+                        problems.push(plan_error(k.span, format!("cannot type this key: {e}")))
+                    }
+                },
+                Err(d) => problems.push(d),
+            }
+        }
+
+        // Select items and HAVING over the intermediate rows.
+        let mut rewriter = Rewriter {
+            keys: &key_exprs,
+            key_texts: key_exprs.iter().map(|k| k.to_string()).collect(),
+            aggregates: Vec::new(),
+            agg_texts: Vec::new(),
+        };
+        let mut rewritten_items = Vec::new();
+        for item in items {
+            match item {
+                SelectItem::Expr { expr, alias, span } => {
+                    let name = alias
+                        .clone()
+                        .unwrap_or_else(|| Ident::new(item_name(expr, input), expr.span));
+                    rewritten_items.push(SelectItem::Expr {
+                        expr: rewriter.rewrite(expr),
+                        alias: Some(name),
+                        span: *span,
+                    });
+                }
+                SelectItem::Wildcard(s) | SelectItem::QualifiedWildcard(_, s) => problems.push(
+                    plan_error(*s, "`*` cannot be used with GROUP BY")
+                        .with_help("list the keys and aggregates to output"),
+                ),
+            }
+        }
+        let having_rewritten = having.map(|h| rewriter.rewrite(h));
+
+        // Columns left after rewriting are neither keys nor aggregated.
+        let mut check_leftovers = |e: &Expr| {
+            e.walk(&mut |x| {
+                if let ExprKind::Column(path) = &x.kind {
+                    if !path[0].value.starts_with("__iotql_") {
+                        let name = path
+                            .iter()
+                            .map(|p| p.value.as_str())
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        problems.push(
+                            plan_error(
+                                x.span,
+                                format!(
+                                    "`{name}` is neither a GROUP BY key nor inside an aggregate"
+                                ),
+                            )
+                            .with_help(format!(
+                                "add `{name}` to GROUP BY, or aggregate it, e.g. MAX({name})"
+                            )),
+                        );
+                    }
+                }
+            })
+        };
+        for item in &rewritten_items {
+            if let SelectItem::Expr { expr, .. } = item {
+                check_leftovers(expr);
+            }
+        }
+        if let Some(h) = &having_rewritten {
+            check_leftovers(h);
+        }
+
+        // Aggregates.
+        let mut aggregates = Vec::new();
+        let mut agg_fields = Vec::new();
+        for (i, call) in rewriter.aggregates.iter().enumerate() {
+            match compile_aggregate(call, &agg_column(i), input, compiler) {
+                Ok(a) => {
+                    agg_fields.push(Field::new(
+                        agg_column(i),
+                        a.field().data_type().clone(),
+                        true,
+                    ));
+                    aggregates.push(Arc::new(a));
+                }
+                Err(d) => problems.push(d),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+
+        let mut fields = key_fields.clone();
+        fields.extend(agg_fields);
+        fields.push(Field::new(EVENT_TIME, event_time_type(), false));
+        let intermediate = Arc::new(Schema::new(fields));
+        let having = match &having_rewritten {
+            Some(h) => Some(compiler.compile(h, &intermediate).map_err(|d| vec![d])?),
+            None => None,
+        };
+        let projection = Projection::compile(&rewritten_items, &intermediate, compiler)?;
+        Ok(Aggregation {
+            keys,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates,
+            intermediate,
+            having,
+            projection,
+            group_ids: Vec::new(),
+        })
+    }
+
+    /// An interner of grouping keys (`None` when there are none).
+    pub fn key_interner(&self) -> Result<Option<Box<dyn GroupValues>>, EngineError> {
+        if self.keys.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(new_group_values(
+                self.key_schema.clone(),
+                &GroupOrdering::None,
+            )?))
+        }
+    }
+
+    /// Evaluates the keys and the aggregates' arguments over `batch`.
+    pub fn inputs(&self, batch: &RecordBatch) -> Result<Inputs, EngineError> {
+        let n = batch.num_rows();
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| k.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inputs { keys, values })
+    }
+    /// The schema of the rows this operator emits.
+    pub fn schema(&self) -> SchemaRef {
+        self.projection.schema.clone()
+    }
+
+    pub fn new_state(&self) -> Result<GroupState, EngineError> {
+        let groups = if self.keys.is_empty() {
+            None
+        } else {
+            Some(new_group_values(
+                self.key_schema.clone(),
+                &GroupOrdering::None,
+            )?)
+        };
+        let accumulators = self
+            .aggregates
+            .iter()
+            .map(|a| create_groups_accumulator(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GroupState {
+            groups,
+            accumulators,
+            group_count: 0,
+        })
+    }
+
+    /// Adds rows (already evaluated: keys and aggregate inputs) to the window ending at `end`.
+    /// Adds rows (evaluated by [`Aggregation::inputs`]) to `state`.
+    pub fn update(
+        &mut self,
+        state: &mut GroupState,
+        inputs: &Inputs,
+        rows: usize,
+    ) -> Result<(), EngineError> {
+        match &mut state.groups {
+            Some(groups) => {
+                groups.intern(&inputs.keys, &mut self.group_ids)?;
+                state.group_count = groups.len();
+            }
+            None => {
+                self.group_ids.clear();
+                self.group_ids.resize(rows, 0);
+                state.group_count = 1;
+            }
+        }
+        for (acc, vals) in state.accumulators.iter_mut().zip(&inputs.values) {
+            acc.update_batch(vals, &self.group_ids, None, state.group_count)?;
+        }
+        Ok(())
+    }
+
+    /// The output rows of a closed window ending at `end` (HAVING applied).
+    pub fn emit(&self, end: i64, mut state: GroupState) -> Result<RecordBatch, EngineError> {
+        let mut columns: Vec<ArrayRef> = match &mut state.groups {
+            Some(g) => g.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let n = state.group_count;
+        for acc in state.accumulators.iter_mut() {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![end; n]).with_timezone("UTC"),
+        ));
+        let columns = columns
+            .into_iter()
+            .zip(self.intermediate.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batch = RecordBatch::try_new(self.intermediate.clone(), columns)?;
+        if let Some(h) = &self.having {
+            batch = crate::operator::filter::filter(h, &batch)?;
+        }
+        self.projection.apply(&batch)
+    }
+}
+
+fn create_groups_accumulator(
+    a: &Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>, EngineError> {
+    if a.groups_accumulator_supported() {
+        return Ok(a.create_groups_accumulator()?);
+    }
+    let factory = a.clone();
+    Ok(Box::new(
+        datafusion::physical_expr::GroupsAccumulatorAdapter::new(move || {
+            factory.create_accumulator()
+        }),
+    ))
+}
+
+fn compile_aggregate(
+    call: &ast::FunctionCall,
+    name: &str,
+    input: &SchemaRef,
+    compiler: &ExprCompiler,
+) -> Result<AggregateFunctionExpr, Diagnostic> {
+    let asa = call.qualified_name();
+    let Some(df_name) = aggregate_function(&asa) else {
+        return Err(Diagnostic::new(
+            "iotql::not-supported-yet",
+            call.span,
+            format!("the aggregate {asa} is not supported by the engine yet"),
+            "not supported yet",
+        ));
+    };
+    let udaf = compiler
+        .session()
+        .udaf(df_name)
+        .map_err(|e| plan_error(call.span, format!("{asa}: {e}")))?;
+    let (args, distinct): (Vec<Arc<dyn PhysicalExpr>>, bool) = match &call.args {
+        FunctionArgs::Star => (
+            vec![Arc::new(LiteralExpr::new(ScalarValue::Int64(Some(1))))],
+            false,
+        ),
+        FunctionArgs::List { distinct, args } => {
+            let compiled = args
+                .iter()
+                .map(|a| compiler.compile(a, input))
+                .collect::<Result<Vec<_>, _>>()?;
+            (compiled, *distinct)
+        }
+    };
+    if args.is_empty() {
+        return Err(plan_error(call.span, format!("{asa} needs an argument")));
+    }
+    // The argument types the aggregate accepts (AVG of integers reads floats).
+    let coerce = || -> datafusion::error::Result<Vec<Arc<dyn PhysicalExpr>>> {
+        let fields = args
+            .iter()
+            .map(|a| a.return_field(input))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let wanted = datafusion::logical_expr::type_coercion::functions::fields_with_udf(
+            &fields,
+            udaf.as_ref(),
+        )?;
+        args.iter()
+            .zip(wanted)
+            .map(|(a, f)| {
+                if &a.data_type(input)? == f.data_type() {
+                    Ok(a.clone())
+                } else {
+                    datafusion::physical_expr::expressions::cast(
+                        a.clone(),
+                        input,
+                        f.data_type().clone(),
+                    )
+                }
+            })
+            .collect()
+    };
+    let args = coerce().map_err(|e| plan_error(call.span, format!("{asa}: {e}")))?;
+    AggregateExprBuilder::new(udaf, args)
+        .schema(input.clone())
+        .alias(name)
+        .with_distinct(distinct)
+        .build()
+        .map_err(|e| plan_error(call.span, format!("{asa}: {e}")))
+}

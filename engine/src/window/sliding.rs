@@ -1,0 +1,188 @@
+//! Sliding windows: output only when the window's contents change, that
+//! is when an event enters (at its time `t`) or leaves (at `t + size`).
+//! The window at a point `p` covers `(p - size, p]`; a point whose window
+//! is empty emits nothing. Events are kept, per key, until no future point
+//! can include them (the watermark has passed `t + size`).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::interleave;
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::aggregates::group_values::GroupValues;
+
+use super::aggregation::{Aggregation, Inputs};
+use crate::error::EngineError;
+use crate::operator::{Operator, Output};
+use crate::time::{EVENT_TIME, EventTime};
+
+/// A buffered batch: its evaluated inputs, and how many of its rows are
+/// still needed.
+struct Buffered {
+    inputs: Inputs,
+    live: usize,
+}
+
+pub struct SlidingWindowOperator {
+    aggregation: Aggregation,
+    size: i64,
+    keys: Option<Box<dyn GroupValues>>,
+    key_ids: Vec<usize>,
+    batches: VecDeque<Buffered>,
+    /// The id of `batches[0]`.
+    first_batch: usize,
+    /// Per key: (time, batch id, row), in time order.
+    rows: HashMap<usize, VecDeque<(i64, usize, usize)>>,
+    /// Change points (time, key) not yet emitted.
+    points: BTreeSet<(i64, usize)>,
+    watermark: i64,
+}
+
+impl std::fmt::Debug for SlidingWindowOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlidingWindowOperator")
+            .field("size", &self.size)
+            .field("pending_points", &self.points.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlidingWindowOperator {
+    pub(crate) fn new(aggregation: Aggregation, size: i64) -> Result<Self, EngineError> {
+        Ok(SlidingWindowOperator {
+            keys: aggregation.key_interner()?,
+            aggregation,
+            size,
+            key_ids: Vec::new(),
+            batches: VecDeque::new(),
+            first_batch: 0,
+            rows: HashMap::new(),
+            points: BTreeSet::new(),
+            watermark: i64::MIN,
+        })
+    }
+
+    /// The rows of `key` inside the window ending at `p`.
+    fn window_rows(&self, key: usize, p: i64) -> Vec<(usize, usize)> {
+        self.rows.get(&key).map_or_else(Vec::new, |rows| {
+            rows.iter()
+                .filter(|(t, _, _)| p - self.size < *t && *t <= p)
+                .map(|&(_, b, r)| (b - self.first_batch, r))
+                .collect()
+        })
+    }
+
+    /// Gathers rows from the buffered batches into one set of inputs.
+    fn gather(&self, refs: &[(usize, usize)]) -> Result<Inputs, EngineError> {
+        let column = |get: &dyn Fn(&Inputs) -> &ArrayRef| -> Result<ArrayRef, EngineError> {
+            let arrays: Vec<&dyn Array> = self
+                .batches
+                .iter()
+                .map(|b| get(&b.inputs).as_ref())
+                .collect();
+            Ok(interleave(&arrays, refs)?)
+        };
+        let first = &self.batches[0].inputs;
+        let keys = (0..first.keys.len())
+            .map(|k| column(&|i: &Inputs| &i.keys[k]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = (0..first.values.len())
+            .map(|a| {
+                (0..first.values[a].len())
+                    .map(|c| column(&|i: &Inputs| &i.values[a][c]))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inputs { keys, values })
+    }
+
+    /// Drops rows no future point can include: those at or before `wm - size`.
+    fn evict(&mut self, wm: i64) {
+        let horizon = wm.saturating_sub(self.size);
+        for rows in self.rows.values_mut() {
+            while rows.front().is_some_and(|(t, _, _)| *t <= horizon) {
+                if let Some((_, b, _)) = rows.pop_front() {
+                    if let Some(batch) = self.batches.get_mut(b - self.first_batch) {
+                        batch.live -= 1;
+                    }
+                }
+            }
+        }
+        self.rows.retain(|_, rows| !rows.is_empty());
+        while self.batches.front().is_some_and(|b| b.live == 0) {
+            self.batches.pop_front();
+            self.first_batch += 1;
+        }
+    }
+}
+
+impl Operator for SlidingWindowOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Output,
+    ) -> Result<(), EngineError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let inputs = self.aggregation.inputs(&batch)?;
+        match &mut self.keys {
+            Some(k) => k.intern(&inputs.keys, &mut self.key_ids)?,
+            None => {
+                self.key_ids.clear();
+                self.key_ids.resize(n, 0);
+            }
+        }
+        let times = batch
+            .column(batch.schema_ref().index_of(EVENT_TIME)?)
+            .as_primitive::<TimestampMicrosecondType>();
+        let id = self.first_batch + self.batches.len();
+        for (row, (&t, &key)) in times.values().iter().zip(&self.key_ids).enumerate() {
+            let rows = self.rows.entry(key).or_default();
+            // Keep time order (late events adjusted to the watermark may tie).
+            let at = rows.partition_point(|(rt, _, _)| *rt <= t);
+            rows.insert(at, (t, id, row));
+            self.points.insert((t, key));
+            self.points.insert((t.saturating_add(self.size), key));
+        }
+        self.batches.push_back(Buffered { inputs, live: n });
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
+        self.watermark = self.watermark.max(wm.0);
+        let at_end = wm == EventTime::MAX;
+        while let Some(&(p, _)) = self.points.first() {
+            if p >= self.watermark && !at_end {
+                break;
+            }
+            // Every key's change at this point, in one window state.
+            let mut state = self.aggregation.new_state()?;
+            let mut any = false;
+            while let Some(&(q, key)) = self.points.first() {
+                if q != p {
+                    break;
+                }
+                self.points.pop_first();
+                let refs = self.window_rows(key, p);
+                if refs.is_empty() {
+                    continue;
+                }
+                let inputs = self.gather(&refs)?;
+                self.aggregation.update(&mut state, &inputs, refs.len())?;
+                any = true;
+            }
+            if any {
+                out.batch(self.aggregation.emit(p, state)?);
+            }
+        }
+        if !at_end {
+            self.evict(self.watermark);
+        }
+        out.watermark(wm);
+        Ok(())
+    }
+}
