@@ -17,3 +17,10 @@ pub mod window;
 
 pub use datafusion;
 pub use datafusion::arrow;
+pub mod job;
+
+pub use job::{Job, Problems};
+
+#[doc = include_str!("../../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct EmbeddingGuide;
