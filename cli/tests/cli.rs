@@ -100,3 +100,45 @@ fn a_bad_binding_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected NAME=URI"));
 }
+
+/// Every bundled job runs on its bundled data and writes every output.
+#[test]
+fn every_bundled_job_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::temp_dir().join(format!("iotql-jobs-{}", std::process::id()));
+    let mut ran = 0;
+    for entry in std::fs::read_dir(root.join("queries")).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "asaql") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let script = iotql_dsl::parse(&source).unwrap();
+        let mut args = vec!["run".to_string(), path.display().to_string(), "-q".into()];
+        let mut files = Vec::new();
+        for s in &script.statements {
+            if let iotql_dsl::ast::Statement::CreateOutput(o) = s {
+                let file = out.join(format!("{}.csv", o.name.value));
+                args.push("--output".into());
+                args.push(format!("{}=csv:{}", o.name.value, file.display()));
+                files.push(file);
+            }
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = iotql(&refs);
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            stderr(&run)
+        );
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .unwrap_or_else(|_| panic!("{} not written", f.display()));
+            assert!(text.lines().count() > 1, "{} has no rows", f.display());
+        }
+        ran += 1;
+    }
+    assert!(ran >= 2, "ran {ran} jobs");
+}
