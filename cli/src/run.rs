@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, bounded};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use iotql_connectors::deadletter::DeadLetterWriter;
+use iotql_connectors::deadletter::{DeadLetterWriter, in_input_order};
 use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
 use iotql_dsl::CheckOptions;
 use iotql_engine::dataflow::Dataflow;
@@ -239,12 +239,15 @@ fn pump(
         bytes[i] = position;
         match read {
             Ok(Some(batch)) => {
-                dead.write(&batch.dead_letters)
-                    .map_err(|e| format!("dead-letter file: {e}"))?;
+                let mut letters = batch.dead_letters;
                 if let Some(b) = batch.batch {
                     events += b.num_rows() as u64;
                     dataflow.push(&names[i], b).map_err(|e| e.to_string())?;
                 }
+                letters.extend(dataflow.take_dead_letters());
+                in_input_order(&mut letters);
+                dead.write(&letters)
+                    .map_err(|e| format!("dead-letter file: {e}"))?;
             }
             Ok(None) => {
                 open[i] = false;

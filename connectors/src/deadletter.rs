@@ -8,6 +8,18 @@ use std::path::PathBuf;
 
 use iotql_engine::operator::DeadLetter;
 
+/// Sorts the dead letters of one batch into input order: those refused while
+/// reading and those refused by TIMESTAMP BY come from the same lines.
+pub fn in_input_order(letters: &mut [DeadLetter]) {
+    let line = |d: &DeadLetter| {
+        d.position
+            .strip_prefix("line ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    letters.sort_by_key(|d| line(d));
+}
+
 #[derive(Debug)]
 pub struct DeadLetterWriter {
     path: PathBuf,

@@ -410,9 +410,23 @@ impl Dataflow {
         Ok(())
     }
 
-    /// Every operator's state, for a checkpoint.
+    /// Every operator's state and the runtime's watermark bookkeeping, for
+    /// a checkpoint.
     pub fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, EngineError> {
-        self.nodes.iter_mut().map(|n| n.op.snapshot()).collect()
+        self.nodes
+            .iter_mut()
+            .map(|n| {
+                let mut bytes = Vec::new();
+                bytes.extend(n.watermark.to_le_bytes());
+                bytes.push(u8::from(n.ended));
+                bytes.extend((n.input_watermarks.len() as u64).to_le_bytes());
+                for wm in &n.input_watermarks {
+                    bytes.extend(wm.to_le_bytes());
+                }
+                bytes.extend(n.op.snapshot()?);
+                Ok(bytes)
+            })
+            .collect()
     }
 
     /// Restores the states a [`Dataflow::snapshot`] of the same job returned.
@@ -424,8 +438,28 @@ impl Dataflow {
                 self.nodes.len()
             )));
         }
+        let bad = || EngineError::State("a truncated operator state".into());
         for (node, state) in self.nodes.iter_mut().zip(states) {
-            node.op.restore(state)?;
+            let take8 = |at: usize| -> Result<[u8; 8], EngineError> {
+                state
+                    .get(at..at + 8)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(bad)
+            };
+            node.watermark = i64::from_le_bytes(take8(0)?);
+            node.ended = *state.get(8).ok_or_else(bad)? == 1;
+            let inputs = usize::try_from(u64::from_le_bytes(take8(9)?)).map_err(|_| bad())?;
+            if inputs != node.input_watermarks.len() {
+                return Err(EngineError::State(
+                    "the checkpoint is of another job".into(),
+                ));
+            }
+            let mut at = 17;
+            for wm in node.input_watermarks.iter_mut() {
+                *wm = i64::from_le_bytes(take8(at)?);
+                at += 8;
+            }
+            node.op.restore(&state[at..])?;
         }
         Ok(())
     }

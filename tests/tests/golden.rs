@@ -117,10 +117,13 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
             }
             match source.next_batch().map_err(|e| e.to_string())? {
                 Some(b) => {
-                    record(b.dead_letters);
+                    let mut letters = b.dead_letters;
                     if let Some(batch) = b.batch {
                         dataflow.push(input, batch).map_err(|e| e.to_string())?;
                     }
+                    letters.extend(dataflow.take_dead_letters());
+                    iotql_connectors::deadletter::in_input_order(&mut letters);
+                    record(letters);
                 }
                 None => {
                     open[i] = false;

@@ -224,6 +224,21 @@ fn cleanup(message: &str, schema: &SchemaRef) -> String {
             }
         }
     }
+    if let Some(rest) = m.strip_prefix("whilst decoding field '") {
+        // "v': expected { got \"x\""
+        if let Some((field, detail)) = rest.split_once("': expected ") {
+            let (want, got) = detail.split_once(" got ").unwrap_or((detail, "?"));
+            let want = match want {
+                "{" => "a record",
+                "[" => "an array",
+                "string" => "text",
+                other => other,
+            };
+            return format!(
+                "field `{field}` should be {want} (its type in earlier events), not {got}"
+            );
+        }
+    }
     if let Some(rest) = m.strip_prefix("Error while parsing value ") {
         // "'hot' as type 'Float64' for column 2 at line 0. Row data: ..."
         let parts: Vec<&str> = rest.splitn(2, " as type ").collect();

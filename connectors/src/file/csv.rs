@@ -6,9 +6,10 @@
 use std::io::{BufRead, BufReader, BufWriter, Cursor, Read, Write};
 use std::sync::Arc;
 
+use iotql_engine::arrow::array::{AsArray, BooleanArray};
 use iotql_engine::arrow::csv::WriterBuilder;
 use iotql_engine::arrow::csv::reader::{Format, ReaderBuilder};
-use iotql_engine::arrow::datatypes::SchemaRef;
+use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::error::ArrowError;
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
@@ -22,13 +23,65 @@ use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
 const INFER_RECORDS: usize = 1000;
 
 struct CsvDecoder {
+    /// The schema the source delivers.
     schema: SchemaRef,
+    /// The schema arrow decodes: bit columns as text, converted afterwards
+    /// (ASA's bit is 1, 0 or NULL; true and false are accepted too).
+    text_schema: SchemaRef,
     null: Regex,
+}
+
+impl CsvDecoder {
+    fn new(schema: SchemaRef, null: Regex) -> Self {
+        let text_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Boolean => Field::new(f.name(), DataType::Utf8, true),
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ));
+        CsvDecoder {
+            schema,
+            text_schema,
+            null,
+        }
+    }
+
+    /// The bit columns of `batch` (decoded as text) as booleans.
+    fn bits(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        if self.text_schema == self.schema {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        for (i, f) in self.schema.fields().iter().enumerate() {
+            if f.data_type() != &DataType::Boolean {
+                continue;
+            }
+            let text = columns[i].as_string::<i32>();
+            let bits = text
+                .iter()
+                .map(|v| match v.map(str::trim) {
+                    None => Ok(None),
+                    Some(t) if t == "1" || t.eq_ignore_ascii_case("true") => Ok(Some(true)),
+                    Some(t) if t == "0" || t.eq_ignore_ascii_case("false") => Ok(Some(false)),
+                    Some(t) => Err(ArrowError::ParseError(format!(
+                        "'{t}' is not a valid Boolean for column `{}`",
+                        f.name()
+                    ))),
+                })
+                .collect::<Result<BooleanArray, _>>()?;
+            columns[i] = Arc::new(bits);
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
 }
 
 impl RecordDecoder for CsvDecoder {
     fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
+        let mut decoder = ReaderBuilder::new(self.text_schema.clone())
             .with_header(false)
             .with_null_regex(self.null.clone())
             .with_batch_size(records.len().max(1))
@@ -41,7 +94,7 @@ impl RecordDecoder for CsvDecoder {
             }
             rest = &rest[n..];
         }
-        decoder.flush()
+        decoder.flush()?.map(|b| self.bits(b)).transpose()
     }
 }
 
@@ -144,10 +197,7 @@ impl CsvSource {
         let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(
             Cursor::new(head[header_end..].to_vec()).chain(reader),
         ));
-        let decoder = CsvDecoderBox(CsvDecoder {
-            schema: schema.clone(),
-            null,
-        });
+        let decoder = CsvDecoderBox(CsvDecoder::new(schema.clone(), null));
         Ok(CsvSource {
             reader: ChunkReader::new(
                 ChunkConfig {
@@ -213,9 +263,9 @@ impl Sink for CsvSink {
             .with_timestamp_format(TIMESTAMP_FORMAT.into())
             .build(BufWriter::with_capacity(1 << 16, out));
         // The header, even if no row ever comes.
-        writer
-            .write(&RecordBatch::new_empty(schema.clone()))
+        let empty = super::nested_as_json(&RecordBatch::new_empty(schema.clone()))
             .map_err(|e| self.error(e))?;
+        writer.write(&empty).map_err(|e| self.error(e))?;
         self.writer = Some(writer);
         Ok(())
     }

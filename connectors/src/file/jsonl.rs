@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, BufWriter, Cursor, Read, Write};
 use std::sync::Arc;
 
-use iotql_engine::arrow::datatypes::SchemaRef;
+use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::error::ArrowError;
 use iotql_engine::arrow::json::reader::{ReaderBuilder, infer_json_schema};
 use iotql_engine::arrow::json::writer::{LineDelimited, Writer, WriterBuilder};
@@ -25,6 +25,9 @@ pub(crate) struct JsonDecoder {
 impl RecordDecoder for JsonDecoder {
     fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
         let mut decoder = ReaderBuilder::new(self.schema.clone())
+            // A text column takes numbers and booleans as their text: ASA
+            // types values, not columns.
+            .with_coerce_primitive(true)
             .with_batch_size(records.len().max(1))
             .build_decoder()?;
         let mut rest = records;
@@ -36,6 +39,72 @@ impl RecordDecoder for JsonDecoder {
             rest = &rest[n..];
         }
         decoder.flush()
+    }
+}
+
+/// The schema of the JSON objects among `head`'s lines: each line's types,
+/// merged; a field keeps the type it first had (integers widen to floats),
+/// so that a line whose value does not fit is refused later, on its own.
+/// Fields keep the order in which they first appear. Lines that are not
+/// objects are left for the decoder to dead-letter.
+fn infer(head: &[u8]) -> Result<Schema, String> {
+    let mut fields: Vec<Field> = Vec::new();
+    for line in head.split(|&b| b == b'\n') {
+        let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+        else {
+            continue;
+        };
+        let Ok((schema, _)) = infer_json_schema(Cursor::new(line), Some(1)) else {
+            continue;
+        };
+        for key in object.keys() {
+            let Ok(field) = schema.field_with_name(key) else {
+                continue;
+            };
+            match fields.iter_mut().find(|f| f.name() == key) {
+                None => fields.push(field.clone()),
+                Some(existing) => {
+                    *existing = Field::new(
+                        key,
+                        merge_types(existing.data_type(), field.data_type()),
+                        true,
+                    );
+                }
+            }
+        }
+    }
+    if fields.is_empty() {
+        return Err("no JSON object in the first lines to learn the columns from: declare the input's schema".into());
+    }
+    Ok(Schema::new(fields))
+}
+
+/// The type that holds values of both `a` (seen first) and `b`: records
+/// merge field by field, integers widen to floats, NULL gives way; any
+/// other conflict keeps `a`.
+fn merge_types(a: &DataType, b: &DataType) -> DataType {
+    match (a, b) {
+        (DataType::Null, other) | (other, DataType::Null) => other.clone(),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            DataType::Float64
+        }
+        (DataType::Struct(fa), DataType::Struct(fb)) => {
+            let mut fields: Vec<Field> = fa.iter().map(|f| f.as_ref().clone()).collect();
+            for f in fb.iter() {
+                match fields.iter_mut().find(|x| x.name() == f.name()) {
+                    Some(x) => {
+                        *x = Field::new(f.name(), merge_types(x.data_type(), f.data_type()), true)
+                    }
+                    None => fields.push(f.as_ref().clone()),
+                }
+            }
+            DataType::Struct(fields.into())
+        }
+        (DataType::List(ea), DataType::List(eb)) => {
+            let item = merge_types(ea.data_type(), eb.data_type());
+            DataType::List(Arc::new(Field::new(ea.name(), item, true)))
+        }
+        (a, _) => a.clone(),
     }
 }
 
@@ -73,26 +142,7 @@ impl JsonLinesSource {
         }
         let schema = match schema {
             Some(s) => s,
-            None => {
-                // Lines that are not JSON objects are left for the decoder
-                // to dead-letter; inference looks at the others.
-                let valid: Vec<u8> = head
-                    .split(|&b| b == b'\n')
-                    .filter(|l| {
-                        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(l)
-                            .is_ok()
-                    })
-                    .flat_map(|l| l.iter().copied().chain(std::iter::once(b'\n')))
-                    .collect();
-                let (inferred, _) = infer_json_schema(Cursor::new(valid), Some(INFER_LINES))
-                    .map_err(|e| source_error(format!("cannot infer the schema: {e}")))?;
-                if inferred.fields().is_empty() {
-                    return Err(source_error(
-                        "no JSON object in the first lines to learn the columns from".into(),
-                    ));
-                }
-                Arc::new(text_types(&inferred))
-            }
+            None => Arc::new(text_types(&infer(&head).map_err(source_error)?)),
         };
         let body: Box<dyn BufRead + Send> =
             Box::new(BufReader::new(Cursor::new(head).chain(reader)));

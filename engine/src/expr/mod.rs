@@ -57,12 +57,10 @@ fn scalar_function(asa: &str) -> Option<&'static str> {
         "POWER" => "power",
         "RADIANS" => "radians",
         "ROUND" => "round",
-        "SIGN" => "signum",
         "SIN" => "sin",
         "SQRT" => "sqrt",
         "TAN" => "tan",
         "CONCAT" => "concat",
-        "LEN" => "character_length",
         "LOWER" => "lower",
         "UPPER" => "upper",
         "LTRIM" => "ltrim",
@@ -72,7 +70,6 @@ fn scalar_function(asa: &str) -> Option<&'static str> {
         "SUBSTRING" => "substr",
         "LEFT" => "left",
         "RIGHT" => "right",
-        "COALESCE" => "coalesce",
         _ => return None,
     })
 }
@@ -279,6 +276,46 @@ impl ExprCompiler {
                 .map(|a| self.logical(a, schema))
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        // COALESCE as CASE: DataFusion's coalesce must be simplified into a
+        // CASE before it runs, and that is what it means.
+        if call.is("COALESCE") && !args.is_empty() {
+            let mut args = args;
+            let last = args.pop().unwrap_or_else(|| lit(ScalarValue::Null));
+            if args.is_empty() {
+                return Ok(last);
+            }
+            let whens = args
+                .into_iter()
+                .map(|a| (Box::new(a.clone().is_not_null()), Box::new(a)))
+                .collect();
+            return Ok(DfExpr::Case(Case::new(None, whens, Some(Box::new(last)))));
+        }
+        // ASA's LEN counts characters without trailing blanks.
+        if call.is("LEN") && args.len() == 1 {
+            let udf = |n: &str| {
+                self.ctx
+                    .udf(n)
+                    .map_err(|e| error(span, format!("{name}: {e}"), "here"))
+            };
+            let trimmed = udf("rtrim")?.call(args);
+            return Ok(udf("character_length")?.call(vec![trimmed]));
+        }
+        // ASA's SIGN keeps its argument's type: -1, 0, 1 for integers.
+        if call.is("SIGN") && args.len() == 1 {
+            let x = args
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| lit(ScalarValue::Null));
+            let zero = x.clone() * lit(ScalarValue::Int64(Some(0)));
+            return Ok(DfExpr::Case(Case::new(
+                None,
+                vec![
+                    (Box::new(x.clone().gt(lit(0i64))), Box::new(lit(1i64))),
+                    (Box::new(x.lt(lit(0i64))), Box::new(lit(-1i64))),
+                ],
+                Some(Box::new(zero)),
+            )));
+        }
         if call.is("SQUARE") && args.len() == 1 {
             let x = args
                 .into_iter()

@@ -151,12 +151,39 @@ pub fn to_event_micros(values: &ArrayRef) -> Result<Int64Array, EngineError> {
         ..Default::default()
     };
     match values.data_type() {
-        DataType::Timestamp(..)
-        | DataType::Date32
-        | DataType::Date64
-        | DataType::Utf8
-        | DataType::LargeUtf8
-        | DataType::Utf8View => {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let ts = cast_with_options(
+                values,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+                &safe,
+            )?;
+            let ints = cast_with_options(&ts, &DataType::Int64, &safe)?;
+            let ints = ints.as_primitive::<Int64Type>();
+            if ints.null_count() == values.null_count() {
+                return Ok(ints.clone());
+            }
+            // Text that is not ISO-8601 may be an epoch number ("1767225602").
+            let text = cast_with_options(values, &DataType::Utf8, &safe)?;
+            let text = text.as_string::<i32>();
+            Ok(ints
+                .iter()
+                .zip(text.iter())
+                .map(|(t, s)| {
+                    t.or_else(|| {
+                        let s = s?.trim();
+                        match s.parse::<i64>() {
+                            Ok(i) => epoch_int_micros(i),
+                            Err(_) => s
+                                .parse::<f64>()
+                                .ok()
+                                .and_then(epoch_float_micros)
+                                .map(|m| m.round() as i64),
+                        }
+                    })
+                })
+                .collect())
+        }
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
             let ts = cast_with_options(
                 values,
                 &DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -322,5 +349,37 @@ impl Operator for TimestampOperator {
             .map_err(|_| EngineError::State("a TIMESTAMP BY state is 8 bytes".into()))?;
         self.max_seen = i64::from_le_bytes(bytes);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+
+    #[test]
+    fn times_are_read_from_text_numbers_and_timestamps() {
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("2026-01-01T00:00:01Z"),
+            Some("1767225602"),
+            Some("1767225603000"),
+            Some("2026-01-01T01:00:00+01:00"),
+            Some("soon"),
+            None,
+        ]));
+        let t = to_event_micros(&text).unwrap();
+        let base = 1_767_225_600_000_000i64;
+        assert_eq!(t.value(0), base + 1_000_000);
+        assert_eq!(t.value(1), base + 2_000_000);
+        assert_eq!(t.value(2), base + 3_000_000);
+        assert_eq!(t.value(3), base);
+        assert!(t.is_null(4) && t.is_null(5));
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![
+            1_767_225_601,
+            1_767_225_601_000,
+            1_767_225_601_000_000,
+        ]));
+        let t = to_event_micros(&ints).unwrap();
+        assert!(t.iter().all(|v| v == Some(base + 1_000_000)));
     }
 }

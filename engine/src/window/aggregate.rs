@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{AsArray, BooleanArray, UInt32Array};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -131,6 +134,57 @@ impl Operator for WindowAggregateOperator {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The watermark, then every open window: its end, its group count and
+    /// its state columns, as an Arrow IPC stream.
+    fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
+        let mut bytes = self.watermark.to_le_bytes().to_vec();
+        let mut batches = Vec::new();
+        let ends: Vec<i64> = self.windows.keys().copied().collect();
+        for end in ends {
+            let Some(state) = self.windows.get_mut(&end) else {
+                continue;
+            };
+            let groups = state.group_count();
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![end; groups]))];
+            columns.extend(self.aggregation.save_state(state)?);
+            batches.push(columns);
+        }
+        bytes.extend(super::ipc::write(&batches)?);
+        Ok(bytes)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        if state.len() < 8 {
+            return Err(EngineError::State(
+                "a window state starts with its watermark".into(),
+            ));
+        }
+        let (wm, rest) = state.split_at(8);
+        self.watermark = i64::from_le_bytes(
+            wm.try_into()
+                .map_err(|_| EngineError::State("watermark".into()))?,
+        );
+        self.windows.clear();
+        for columns in super::ipc::read(rest)? {
+            let Some(ends) = columns
+                .first()
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            else {
+                return Err(EngineError::State(
+                    "a window state has no end column".into(),
+                ));
+            };
+            if ends.is_empty() {
+                continue;
+            }
+            let end = ends.value(0);
+            let groups = ends.len();
+            let state = self.aggregation.state_from_columns(&columns[1..], groups)?;
+            self.windows.insert(end, state);
         }
         Ok(())
     }

@@ -40,6 +40,13 @@ pub(crate) struct Inputs {
     pub values: Vec<Vec<ArrayRef>>,
 }
 
+impl GroupState {
+    /// How many groups the window holds.
+    pub fn group_count(&self) -> usize {
+        self.group_count
+    }
+}
+
 impl Inputs {
     /// The rows at `indices`.
     pub fn take(
@@ -382,6 +389,77 @@ impl Aggregation {
             projection,
             group_ids: Vec::new(),
         })
+    }
+
+    /// The columns that represent `state` in a checkpoint: its keys, then
+    /// each accumulator's intermediate state. `state` is rebuilt from them,
+    /// so it is unchanged.
+    pub fn save_state(&mut self, state: &mut GroupState) -> Result<Vec<ArrayRef>, EngineError> {
+        let n = state.group_count;
+        let keys = match &mut state.groups {
+            Some(g) => g.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let mut partials = Vec::new();
+        for acc in state.accumulators.iter_mut() {
+            partials.push(acc.state(EmitTo::All)?);
+        }
+        let mut columns = keys.clone();
+        columns.extend(partials.iter().flatten().cloned());
+        *state = self.load_state(&keys, &partials, n)?;
+        Ok(columns)
+    }
+
+    /// A state from the columns [`Aggregation::save_state`] wrote.
+    pub fn state_from_columns(
+        &mut self,
+        columns: &[ArrayRef],
+        groups: usize,
+    ) -> Result<GroupState, EngineError> {
+        let k = self.keys.len();
+        if columns.len() < k {
+            return Err(EngineError::State(
+                "a window state has too few columns".into(),
+            ));
+        }
+        let (keys, mut rest) = columns.split_at(k);
+        let mut partials = Vec::new();
+        for a in &self.aggregates {
+            let width = a.state_fields()?.len();
+            if rest.len() < width {
+                return Err(EngineError::State(
+                    "a window state has too few columns".into(),
+                ));
+            }
+            let (mine, others) = rest.split_at(width);
+            partials.push(mine.to_vec());
+            rest = others;
+        }
+        self.load_state(keys, &partials, groups)
+    }
+
+    fn load_state(
+        &mut self,
+        keys: &[ArrayRef],
+        partials: &[Vec<ArrayRef>],
+        groups: usize,
+    ) -> Result<GroupState, EngineError> {
+        let mut state = self.new_state()?;
+        match &mut state.groups {
+            Some(g) => {
+                g.intern(keys, &mut self.group_ids)?;
+                state.group_count = g.len();
+            }
+            None => {
+                self.group_ids.clear();
+                self.group_ids.resize(groups, 0);
+                state.group_count = groups.min(1);
+            }
+        }
+        for (acc, partial) in state.accumulators.iter_mut().zip(partials) {
+            acc.merge_batch(partial, &self.group_ids, state.group_count)?;
+        }
+        Ok(state)
     }
 
     /// An interner of grouping keys (`None` when there are none).

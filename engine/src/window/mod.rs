@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod aggregation;
+mod ipc;
 mod session;
 mod sliding;
 
