@@ -85,7 +85,9 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     };
     let base = file.parent().unwrap_or(Path::new("."));
 
-    // Inputs: a command-line binding, else the declaration.
+    // Inputs: a command-line binding, else the declaration. Only the
+    // columns the job reads are decoded.
+    let columns = plan.referenced_columns();
     let mut sources: Vec<(String, Box<dyn Source>)> = Vec::new();
     for input in &plan.inputs {
         if !plan.nodes.iter().any(|n| matches!(&n.kind, iotql_engine::plan::NodeKind::Scan { input: i } if i == &input.name)) {
@@ -111,7 +113,13 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             Ok(s) => s,
             Err(e) => return usage(format!("input `{}`: {e}", input.name)),
         };
-        match endpoint::open_source(&input.name, &spec, schema, options.batch_size) {
+        match endpoint::open_source(
+            &input.name,
+            &spec,
+            schema,
+            options.batch_size,
+            columns.as_ref(),
+        ) {
             Ok(s) => sources.push((input.name.clone(), s)),
             Err(e) => return runtime(e),
         }

@@ -164,18 +164,25 @@ pub fn declared_schema(options: &BTreeMap<String, String>) -> Result<Option<Sche
     Ok(Some(Arc::new(Schema::new(fields))))
 }
 
-/// Opens an input for reading.
+/// Opens an input for reading; `columns` (lower-case names) limits it to
+/// the columns the job reads (`None`: all). A declared schema is checked in
+/// full: a value of the wrong type refuses its event even in a column the
+/// job does not read.
 pub fn open_source(
     name: &str,
     spec: &InputSpec,
     schema: Option<SchemaRef>,
     batch_size: usize,
+    columns: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<Box<dyn Source>, EngineError> {
+    let columns = if schema.is_some() { None } else { columns };
     Ok(match spec {
-        InputSpec::Csv(input) => Box::new(CsvSource::open(name, input, schema, batch_size)?),
-        InputSpec::JsonLines(input) => {
-            Box::new(JsonLinesSource::open(name, input, schema, batch_size)?)
+        InputSpec::Csv(input) => {
+            Box::new(CsvSource::open(name, input, schema, batch_size, columns)?)
         }
+        InputSpec::JsonLines(input) => Box::new(JsonLinesSource::open(
+            name, input, schema, batch_size, columns,
+        )?),
     })
 }
 

@@ -62,6 +62,7 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
     let plan = plan::build(&script, &options).map_err(|p| render(&p))?;
 
     let mut sources = Vec::new();
+    let columns = plan.referenced_columns();
     for input in &plan.inputs {
         let csv = dir.join(format!("{}.csv", input.name));
         let jsonl = dir.join(format!("{}.jsonl", input.name));
@@ -76,7 +77,7 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
             ));
         };
         let schema = endpoint::declared_schema(&input.options)?;
-        let s = endpoint::open_source(&input.name, &spec, schema, batch_size)
+        let s = endpoint::open_source(&input.name, &spec, schema, batch_size, columns.as_ref())
             .map_err(|e| e.to_string())?;
         sources.push((input.name.clone(), s));
     }

@@ -18,7 +18,8 @@ use iotql_engine::time::POSITION;
 
 /// Decodes a run of whole records (bytes ending in a newline) into a batch.
 pub(crate) trait RecordDecoder: Send {
-    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError>;
+    /// `records` holds `count` records.
+    fn decode(&mut self, records: &[u8], count: usize) -> Result<Option<RecordBatch>, ArrowError>;
 }
 
 /// How a [`ChunkReader`] reads.
@@ -36,6 +37,10 @@ pub(crate) struct ChunkConfig {
 }
 
 /// Splits a reader into chunks of whole records, `batch_size` at a time.
+///
+/// Bytes are read in large blocks; record ends are found with `memchr`
+/// (newlines outside double quotes when `quoted`), and a chunk of records is
+/// decoded by arrow in one call, straight from the block.
 pub(crate) struct ChunkReader<R, D> {
     input: String,
     reader: R,
@@ -43,14 +48,19 @@ pub(crate) struct ChunkReader<R, D> {
     schema: SchemaRef,
     with_position: SchemaRef,
     batch_size: usize,
-    /// The line number of the next record.
+    /// Read but not yet decoded bytes are `block[start..]`.
+    block: Vec<u8>,
+    start: usize,
+    /// The line number of the record at `start`.
     next_line: u64,
     bytes_read: u64,
     total: Option<u64>,
-    /// Whether double quotes group fields that may span lines (CSV).
     quoted: bool,
-    done: bool,
+    eof: bool,
 }
+
+/// How many bytes a read asks for.
+const BLOCK: usize = 1 << 20;
 
 impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
     pub(crate) fn new(config: ChunkConfig, reader: R, decoder: D) -> Self {
@@ -68,11 +78,13 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
             with_position: Arc::new(Schema::new(fields)),
             schema: config.schema,
             batch_size: config.batch_size.max(1),
+            block: Vec::new(),
+            start: 0,
             next_line: config.first_line,
             bytes_read: 0,
             total: config.total,
             quoted: config.quoted,
-            done: false,
+            eof: false,
         }
     }
 
@@ -84,84 +96,137 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         (self.bytes_read, self.total)
     }
 
-    /// Reads up to `batch_size` records: their bytes and the line each starts on.
-    fn read_records(&mut self) -> Result<(Vec<u8>, Vec<u64>), EngineError> {
-        let mut buf = Vec::new();
-        let mut starts = Vec::new();
-        while starts.len() < self.batch_size {
-            let start = buf.len();
-            let line = self.next_line;
-            // A record is one line, or several while a quoted field is open.
-            loop {
-                let before = buf.len();
-                let n = match self.reader.read_until(b'\n', &mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(EngineError::Source {
-                            input: self.input.clone(),
-                            message: e.to_string(),
-                        });
-                    }
-                };
-                self.bytes_read += n as u64;
-                if n == 0 {
-                    self.done = true;
-                    break;
-                }
-                self.next_line += 1;
-                if !buf.ends_with(b"\n") {
-                    buf.push(b'\n');
-                }
-                let open_quotes =
-                    self.quoted && buf[start..].iter().filter(|&&b| b == b'"').count() % 2 == 1;
-                if !open_quotes || before == buf.len() {
-                    break;
+    /// Reads another block, keeping the unread bytes at the front.
+    fn fill(&mut self) -> Result<(), EngineError> {
+        if self.start > 0 {
+            self.block.drain(..self.start);
+            self.start = 0;
+        }
+        let before = self.block.len();
+        self.block.resize(before + BLOCK, 0);
+        let n = loop {
+            match self.reader.read(&mut self.block[before..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.block.truncate(before);
+                    return Err(EngineError::Source {
+                        input: self.input.clone(),
+                        message: e.to_string(),
+                    });
                 }
             }
-            let record = &buf[start..];
-            if record.iter().all(|b| b.is_ascii_whitespace()) {
-                // Blank lines are not records.
-                buf.truncate(start);
-                if self.done {
-                    break;
-                }
-                continue;
-            }
-            starts.push(line);
-            if self.done {
-                break;
+        };
+        self.block.truncate(before + n);
+        self.bytes_read += n as u64;
+        if n == 0 {
+            self.eof = true;
+            if self.block.last().is_some_and(|&b| b != b'\n') {
+                self.block.push(b'\n');
             }
         }
-        Ok((buf, starts))
+        Ok(())
     }
 
-    /// Decodes `buf`; on failure, record by record.
+    /// The next `batch_size` records: their end offsets in `block` (after
+    /// the newline) and the line each starts on. Blank lines are skipped.
+    fn scan(&mut self) -> Result<Vec<(usize, usize, u64)>, EngineError> {
+        let mut records = Vec::with_capacity(self.batch_size.min(65_536));
+        let mut at = self.start;
+        let mut line = self.next_line;
+        loop {
+            while records.len() < self.batch_size {
+                let Some(end) = self.record_end(at) else {
+                    break;
+                };
+                let record = &self.block[at..end];
+                let lines_in_record = if self.quoted {
+                    memchr::memchr_iter(b'\n', record).count() as u64
+                } else {
+                    1
+                };
+                if !record.iter().all(|b| b.is_ascii_whitespace()) {
+                    records.push((at, end, line));
+                }
+                line += lines_in_record;
+                at = end;
+            }
+            if records.len() >= self.batch_size || self.eof {
+                break;
+            }
+            // Keep what was scanned: rebase offsets after the block moves.
+            let shift = self.start;
+            self.fill()?;
+            for r in records.iter_mut() {
+                r.0 -= shift;
+                r.1 -= shift;
+            }
+            at -= shift;
+        }
+        Ok(records)
+    }
+
+    /// The end (after its newline) of the record starting at `at`, if the
+    /// block holds all of it.
+    fn record_end(&self, at: usize) -> Option<usize> {
+        let rest = &self.block[at..];
+        if !self.quoted {
+            return memchr::memchr(b'\n', rest).map(|i| at + i + 1);
+        }
+        let mut in_quotes = false;
+        let mut from = 0;
+        loop {
+            let i = from + memchr::memchr2(b'\n', b'"', &rest[from..])?;
+            if rest[i] == b'"' {
+                in_quotes = !in_quotes;
+            } else if !in_quotes {
+                return Some(at + i + 1);
+            }
+            from = i + 1;
+        }
+    }
+
+    /// Decodes the records; on failure, record by record.
     fn decode(
         &mut self,
-        buf: &[u8],
-        lines: &[u64],
+        records: &[(usize, usize, u64)],
     ) -> (Option<RecordBatch>, Vec<DeadLetter>, Vec<u64>) {
-        if let Ok(batch) = self.decoder.decode(buf) {
-            if batch.as_ref().map_or(0, RecordBatch::num_rows) == lines.len() {
-                return (batch, Vec::new(), lines.to_vec());
+        let (first, last) = (records[0].0, records[records.len() - 1].1);
+        let lines: Vec<u64> = records.iter().map(|r| r.2).collect();
+        // Blank lines between records make the slice hold more than the records.
+        let contiguous = records.windows(2).all(|w| w[0].1 == w[1].0);
+        if contiguous {
+            if let Ok(batch) = self.decoder.decode(&self.block[first..last], records.len()) {
+                if batch.as_ref().map_or(0, RecordBatch::num_rows) == records.len() {
+                    return (batch, Vec::new(), lines);
+                }
             }
         }
         let mut good = Vec::new();
         let mut good_lines = Vec::new();
         let mut dead = Vec::new();
-        for (i, record) in split_records(buf, lines.len(), self.quoted)
-            .into_iter()
-            .enumerate()
-        {
-            match self.decoder.decode(record) {
+        for &(start, end, line) in records {
+            let record = &self.block[start..end];
+            match self.decoder.decode(record, 1) {
                 Ok(Some(b)) if b.num_rows() == 1 => {
                     good.push(b);
-                    good_lines.push(lines[i]);
+                    good_lines.push(line);
                 }
-                Ok(_) => dead.push(self.dead(record, lines[i], "the record holds no event".into())),
+                Ok(_) => dead.push(self.dead(record, line, "the record holds no event".into())),
                 Err(e) => {
-                    dead.push(self.dead(record, lines[i], cleanup(&e.to_string(), &self.schema)))
+                    let message = e.to_string();
+                    let reason = if self.quoted && message.contains("incorrect number of fields") {
+                        // arrow's count is not always the record's ("more than 3").
+                        let text = String::from_utf8_lossy(record);
+                        let fields = field_count(text.trim_end_matches(['\n', '\r']).as_bytes());
+                        format!(
+                            "expected {} fields, found {fields}",
+                            self.schema.fields().len()
+                        )
+                    } else {
+                        cleanup(&message, &self.schema)
+                    };
+                    dead.push(self.dead(record, line, reason))
                 }
             }
         }
@@ -183,28 +248,30 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
     }
 
     pub(crate) fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
-        loop {
-            if self.done {
+        let records = self.scan()?;
+        let Some(&(_, end, _)) = records.last() else {
+            if self.eof {
                 return Ok(None);
             }
-            let (buf, lines) = self.read_records()?;
-            if lines.is_empty() {
-                continue;
+            return Ok(Some(SourceBatch::default()));
+        };
+        let (batch, dead_letters, good_lines) = self.decode(&records);
+        // Past the last record, and any blank lines before the next one.
+        let consumed = &self.block[self.start..end];
+        self.next_line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        self.start = end;
+        let batch = match batch {
+            Some(b) => {
+                let mut columns = b.columns().to_vec();
+                columns.push(Arc::new(UInt64Array::from(good_lines)));
+                Some(RecordBatch::try_new(self.with_position.clone(), columns)?)
             }
-            let (batch, dead_letters, good_lines) = self.decode(&buf, &lines);
-            let batch = match batch {
-                Some(b) => {
-                    let mut columns = b.columns().to_vec();
-                    columns.push(Arc::new(UInt64Array::from(good_lines)));
-                    Some(RecordBatch::try_new(self.with_position.clone(), columns)?)
-                }
-                None => None,
-            };
-            return Ok(Some(SourceBatch {
-                batch,
-                dead_letters,
-            }));
-        }
+            None => None,
+        };
+        Ok(Some(SourceBatch {
+            batch,
+            dead_letters,
+        }))
     }
 }
 
@@ -257,21 +324,16 @@ fn cleanup(message: &str, schema: &SchemaRef) -> String {
     m.to_string()
 }
 
-/// Splits `buf` into its `count` records.
-fn split_records(buf: &[u8], count: usize, quoted: bool) -> Vec<&[u8]> {
-    let mut records = Vec::with_capacity(count);
-    let mut start = 0;
-    let mut in_quotes = false;
-    for (i, &b) in buf.iter().enumerate() {
-        if quoted && b == b'"' {
-            in_quotes = !in_quotes;
-        } else if b == b'\n' && !in_quotes {
-            let record = &buf[start..=i];
-            if !record.iter().all(|b| b.is_ascii_whitespace()) {
-                records.push(record);
-            }
-            start = i + 1;
+/// Fields in a CSV line (commas outside double quotes, plus one).
+pub(crate) fn field_count(line: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut count = 1;
+    for &b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => count += 1,
+            _ => {}
         }
     }
-    records
+    count
 }

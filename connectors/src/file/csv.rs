@@ -3,6 +3,7 @@
 //! floats, booleans; everything else, dates included, stays text) unless
 //! the input declares a schema.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, BufWriter, Cursor, Read, Write};
 use std::sync::Arc;
 
@@ -16,25 +17,27 @@ use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, Source, SourceBatch};
 use regex::Regex;
 
-use super::chunk::{ChunkConfig, ChunkReader, RecordDecoder};
+use super::chunk::{ChunkConfig, ChunkReader, RecordDecoder, field_count};
 use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
 
 /// How many records schema inference looks at.
 const INFER_RECORDS: usize = 1000;
 
 struct CsvDecoder {
-    /// The schema the source delivers.
+    /// The schema the source delivers: the file's columns the job reads.
     schema: SchemaRef,
-    /// The schema arrow decodes: bit columns as text, converted afterwards
-    /// (ASA's bit is 1, 0 or NULL; true and false are accepted too).
+    /// The schema arrow decodes, every column of the file: bit columns as
+    /// text, converted afterwards (ASA's bit is 1, 0 or NULL; true and false
+    /// are accepted too).
     text_schema: SchemaRef,
-    null: Regex,
+    /// Which of the file's columns are decoded.
+    projection: Option<Vec<usize>>,
 }
 
 impl CsvDecoder {
-    fn new(schema: SchemaRef, null: Regex) -> Self {
+    fn new(file_schema: &SchemaRef, projection: Option<Vec<usize>>) -> Result<Self, ArrowError> {
         let text_schema = Arc::new(Schema::new(
-            schema
+            file_schema
                 .fields()
                 .iter()
                 .map(|f| match f.data_type() {
@@ -43,19 +46,29 @@ impl CsvDecoder {
                 })
                 .collect::<Vec<_>>(),
         ));
-        CsvDecoder {
+        let schema = match &projection {
+            Some(p) => Arc::new(file_schema.project(p)?),
+            None => file_schema.clone(),
+        };
+        Ok(CsvDecoder {
             schema,
             text_schema,
-            null,
-        }
+            projection,
+        })
     }
 
-    /// The bit columns of `batch` (decoded as text) as booleans.
+    /// Empty text fields as NULL, and the bit columns (decoded as text) as
+    /// booleans.
     fn bits(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-        if self.text_schema == self.schema {
-            return Ok(batch);
-        }
         let mut columns = batch.columns().to_vec();
+        for c in columns.iter_mut() {
+            if let Some(text) = c.as_string_opt::<i32>() {
+                if text.offsets().windows(2).any(|w| w[0] == w[1]) {
+                    let empty: BooleanArray = text.iter().map(|v| Some(v == Some(""))).collect();
+                    *c = iotql_engine::arrow::compute::nullif(c.as_ref(), &empty)?;
+                }
+            }
+        }
         for (i, f) in self.schema.fields().iter().enumerate() {
             if f.data_type() != &DataType::Boolean {
                 continue;
@@ -80,12 +93,14 @@ impl CsvDecoder {
 }
 
 impl RecordDecoder for CsvDecoder {
-    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
-        let mut decoder = ReaderBuilder::new(self.text_schema.clone())
+    fn decode(&mut self, records: &[u8], count: usize) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut builder = ReaderBuilder::new(self.text_schema.clone())
             .with_header(false)
-            .with_null_regex(self.null.clone())
-            .with_batch_size(records.len().max(1))
-            .build_decoder();
+            .with_batch_size(count.max(1));
+        if let Some(p) = &self.projection {
+            builder = builder.with_projection(p.clone());
+        }
+        let mut decoder = builder.build_decoder();
         let mut rest = records;
         while !rest.is_empty() {
             let n = decoder.decode(rest)?;
@@ -96,20 +111,6 @@ impl RecordDecoder for CsvDecoder {
         }
         decoder.flush()?.map(|b| self.bits(b)).transpose()
     }
-}
-
-/// Fields in a CSV line (commas outside double quotes, plus one).
-fn field_count(line: &[u8]) -> usize {
-    let mut quoted = false;
-    let mut count = 1;
-    for &b in line {
-        match b {
-            b'"' => quoted = !quoted,
-            b',' if !quoted => count += 1,
-            _ => {}
-        }
-    }
-    count
 }
 
 /// The header and the lines with as many fields as it: ragged lines are the
@@ -137,8 +138,8 @@ pub struct CsvSource {
 pub(crate) struct CsvDecoderBox(CsvDecoder);
 
 impl RecordDecoder for CsvDecoderBox {
-    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
-        self.0.decode(records)
+    fn decode(&mut self, records: &[u8], count: usize) -> Result<Option<RecordBatch>, ArrowError> {
+        self.0.decode(records, count)
     }
 }
 
@@ -153,6 +154,7 @@ impl CsvSource {
         input: &Input,
         schema: Option<SchemaRef>,
         batch_size: usize,
+        columns: Option<&BTreeSet<String>>,
     ) -> Result<Self, EngineError> {
         let source_error = |message: String| EngineError::Source {
             input: name.to_string(),
@@ -197,7 +199,11 @@ impl CsvSource {
         let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(
             Cursor::new(head[header_end..].to_vec()).chain(reader),
         ));
-        let decoder = CsvDecoderBox(CsvDecoder::new(schema.clone(), null));
+        let projection = super::projection(&schema, columns);
+        let decoder =
+            CsvDecoder::new(&schema, projection).map_err(|e| source_error(e.to_string()))?;
+        let schema = decoder.schema.clone();
+        let decoder = CsvDecoderBox(decoder);
         Ok(CsvSource {
             reader: ChunkReader::new(
                 ChunkConfig {

@@ -23,12 +23,12 @@ pub(crate) struct JsonDecoder {
 }
 
 impl RecordDecoder for JsonDecoder {
-    fn decode(&mut self, records: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
+    fn decode(&mut self, records: &[u8], count: usize) -> Result<Option<RecordBatch>, ArrowError> {
         let mut decoder = ReaderBuilder::new(self.schema.clone())
             // A text column takes numbers and booleans as their text: ASA
             // types values, not columns.
             .with_coerce_primitive(true)
-            .with_batch_size(records.len().max(1))
+            .with_batch_size(count.max(1))
             .build_decoder()?;
         let mut rest = records;
         while !rest.is_empty() {
@@ -124,6 +124,7 @@ impl JsonLinesSource {
         input: &Input,
         schema: Option<SchemaRef>,
         batch_size: usize,
+        columns: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Self, EngineError> {
         let source_error = |message: String| EngineError::Source {
             input: name.to_string(),
@@ -143,6 +144,15 @@ impl JsonLinesSource {
         let schema = match schema {
             Some(s) => s,
             None => Arc::new(text_types(&infer(&head).map_err(source_error)?)),
+        };
+        // Fields the job does not read are skipped by the decoder.
+        let schema = match super::projection(&schema, columns) {
+            Some(p) => Arc::new(
+                schema
+                    .project(&p)
+                    .map_err(|e| source_error(e.to_string()))?,
+            ),
+            None => schema,
         };
         let body: Box<dyn BufRead + Send> =
             Box::new(BufReader::new(Cursor::new(head).chain(reader)));

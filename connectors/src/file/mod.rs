@@ -119,6 +119,26 @@ impl Write for PipeTolerant {
     }
 }
 
+/// The indices of `schema`'s fields that the job reads (names in lower
+/// case), or `None` to read them all. At least one column is kept, so that
+/// batches still count their rows.
+pub(crate) fn projection(
+    schema: &Schema,
+    columns: Option<&std::collections::BTreeSet<String>>,
+) -> Option<Vec<usize>> {
+    let columns = columns?;
+    let mut keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| columns.contains(&schema.field(i).name().to_ascii_lowercase()))
+        .collect();
+    if keep.len() == schema.fields().len() {
+        return None;
+    }
+    if keep.is_empty() {
+        keep.push(0);
+    }
+    Some(keep)
+}
+
 /// An inferred schema with dates and times read as text: ASA reads them
 /// as strings until a CAST or TIMESTAMP BY says otherwise.
 pub(crate) fn text_types(schema: &Schema) -> Schema {

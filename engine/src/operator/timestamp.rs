@@ -151,7 +151,26 @@ pub fn to_event_micros(values: &ArrayRef) -> Result<Int64Array, EngineError> {
         ..Default::default()
     };
     match values.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+        DataType::Utf8 => {
+            // The common forms first (2026-01-01T00:00:00.017Z), by hand;
+            // arrow's general parser takes whatever they miss.
+            let text = values.as_string::<i32>();
+            let fast: Int64Array = text
+                .iter()
+                .map(|v| v.and_then(|s| parse_iso8601_utc(s.as_bytes())))
+                .collect();
+            if fast.null_count() == values.null_count() {
+                return Ok(fast);
+            }
+            let general =
+                to_event_micros(&cast_with_options(values, &DataType::LargeUtf8, &safe)?)?;
+            Ok(fast
+                .iter()
+                .zip(general.iter())
+                .map(|(f, g)| f.or(g))
+                .collect())
+        }
+        DataType::LargeUtf8 | DataType::Utf8View => {
             let ts = cast_with_options(
                 values,
                 &DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -163,8 +182,8 @@ pub fn to_event_micros(values: &ArrayRef) -> Result<Int64Array, EngineError> {
                 return Ok(ints.clone());
             }
             // Text that is not ISO-8601 may be an epoch number ("1767225602").
-            let text = cast_with_options(values, &DataType::Utf8, &safe)?;
-            let text = text.as_string::<i32>();
+            let text = cast_with_options(values, &DataType::LargeUtf8, &safe)?;
+            let text = text.as_string::<i64>();
             Ok(ints
                 .iter()
                 .zip(text.iter())
@@ -208,6 +227,79 @@ pub fn to_event_micros(values: &ArrayRef) -> Result<Int64Array, EngineError> {
             "{other} values cannot be event times"
         ))),
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction][Z]` (a space for `T` too), read as UTC
+/// microseconds; `None` for anything else, including valid forms with a
+/// UTC offset, which the general parser reads.
+fn parse_iso8601_utc(s: &[u8]) -> Option<i64> {
+    fn num(s: &[u8]) -> Option<i64> {
+        s.iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    }
+    if s.len() < 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !(s[10] == b'T' || s[10] == b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let (y, m, d) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
+    let (hh, mm, ss) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
+    let mut rest = &s[19..];
+    let mut micros = 0;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let value = num(&frac[..digits])?;
+        micros = if digits <= 6 {
+            value * 10i64.pow(6 - digits as u32)
+        } else {
+            value / 10i64.pow(digits as u32 - 6)
+        };
+        rest = &frac[digits..];
+    }
+    if !(rest.is_empty() || rest == b"Z" || rest == b"z") {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m)
+        || d < 1
+        || d > days_in_month[(m - 1) as usize]
+        || hh > 23
+        || mm > 59
+        || ss > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
 }
 
 fn epoch_int_micros(v: i64) -> Option<i64> {
@@ -381,5 +473,16 @@ mod tests {
         ]));
         let t = to_event_micros(&ints).unwrap();
         assert!(t.iter().all(|v| v == Some(base + 1_000_000)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_parser_agrees_with_chrono(us in -50_000_000_000_000_000i64..250_000_000_000_000_000i64) {
+            let t = chrono::DateTime::from_timestamp_micros(us).unwrap();
+            for format in ["%Y-%m-%dT%H:%M:%S%.6fZ", "%Y-%m-%d %H:%M:%S%.6f"] {
+                let text = t.format(format).to_string();
+                proptest::prop_assert_eq!(parse_iso8601_utc(text.as_bytes()), Some(us), "{}", text);
+            }
+        }
     }
 }

@@ -146,6 +146,61 @@ pub struct PlanOptions {
 }
 
 impl LogicalPlan {
+    /// The names the job can read from its inputs' columns (lower case):
+    /// the first part of every column path in every expression. `None`
+    /// when a `*` asks for every column. Sources read only these columns.
+    pub fn referenced_columns(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut add = |e: &Expr| {
+            e.walk(&mut |x| {
+                if let iotql_dsl::ast::ExprKind::Column(path) = &x.kind {
+                    for part in path.iter().take(2) {
+                        names.insert(part.value.to_ascii_lowercase());
+                    }
+                }
+            })
+        };
+        let items_of = |items: &[SelectItem], add: &mut dyn FnMut(&Expr)| -> bool {
+            for item in items {
+                match item {
+                    SelectItem::Expr { expr, .. } => add(expr),
+                    _ => return false,
+                }
+            }
+            true
+        };
+        for node in &self.nodes {
+            match &node.kind {
+                NodeKind::Scan { .. } | NodeKind::Union | NodeKind::Sink { .. } => {}
+                NodeKind::Timestamp { by, over, .. } => {
+                    by.iter().chain(over).for_each(&mut add);
+                }
+                NodeKind::Filter { predicate } => add(predicate),
+                NodeKind::Project { items } => {
+                    if !items_of(items, &mut add) {
+                        return None;
+                    }
+                }
+                NodeKind::WindowAggregate {
+                    window,
+                    group_by,
+                    items,
+                    having,
+                } => {
+                    if !items_of(items, &mut add) {
+                        return None;
+                    }
+                    group_by.keys().for_each(&mut add);
+                    having.iter().for_each(&mut add);
+                    if let WindowSpec::Window(w) = window {
+                        w.partition_by.iter().for_each(&mut add);
+                    }
+                }
+            }
+        }
+        Some(names)
+    }
+
     pub fn input(&self, name: &str) -> Option<&InputDecl> {
         self.inputs
             .iter()

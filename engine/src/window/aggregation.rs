@@ -47,6 +47,37 @@ impl GroupState {
     }
 }
 
+/// The rows `refs` (batch index, row) of `batches`' inputs, in that order.
+pub(crate) fn gather<B: AsRef<Inputs>>(
+    batches: &[B],
+    refs: &[(usize, usize)],
+) -> Result<Inputs, EngineError> {
+    let Some(first) = batches.first().map(AsRef::as_ref) else {
+        return Err(EngineError::Internal("gathering rows from no batch".into()));
+    };
+    let column = |get: &dyn Fn(&Inputs) -> &ArrayRef| -> Result<ArrayRef, EngineError> {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| get(b.as_ref()).as_ref()).collect();
+        Ok(datafusion::arrow::compute::interleave(&arrays, refs)?)
+    };
+    let keys = (0..first.keys.len())
+        .map(|k| column(&|i: &Inputs| &i.keys[k]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = (0..first.values.len())
+        .map(|a| {
+            (0..first.values[a].len())
+                .map(|c| column(&|i: &Inputs| &i.values[a][c]))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Inputs { keys, values })
+}
+
+impl AsRef<Inputs> for Inputs {
+    fn as_ref(&self) -> &Inputs {
+        self
+    }
+}
+
 impl Inputs {
     /// The rows at `indices`.
     pub fn take(

@@ -17,7 +17,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregation::{Aggregation, GroupState};
+use super::aggregation::{Aggregation, GroupState, Inputs, gather};
 use crate::error::EngineError;
 use crate::operator::{Operator, Output};
 use crate::time::{EVENT_TIME, EventTime};
@@ -43,6 +43,22 @@ pub struct SessionWindowOperator {
     closed: BTreeMap<(i64, u64), ()>,
     next_id: u64,
     watermark: i64,
+    /// Rows not yet assigned to a session: a session depends on the order
+    /// of event times, so rows wait until the watermark has passed them
+    /// and are then taken in time order.
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    inputs: Inputs,
+    times: Vec<i64>,
+    keys: Vec<Box<[u8]>>,
+}
+
+impl AsRef<Inputs> for Pending {
+    fn as_ref(&self) -> &Inputs {
+        &self.inputs
+    }
 }
 
 impl std::fmt::Debug for SessionWindowOperator {
@@ -82,6 +98,7 @@ impl SessionWindowOperator {
             closed: BTreeMap::new(),
             next_id: 0,
             watermark: i64::MIN,
+            pending: Vec::new(),
         })
     }
 
@@ -111,46 +128,25 @@ impl SessionWindowOperator {
         s
     }
 
-    fn close(&mut self, s: &Session) {
-        let end = self.end(s);
-        self.closed.insert((end, s.id), ());
-    }
-}
-
-impl Operator for SessionWindowOperator {
-    fn on_batch(
-        &mut self,
-        _input: usize,
-        batch: RecordBatch,
-        _out: &mut Output,
-    ) -> Result<(), EngineError> {
-        let n = batch.num_rows();
-        if n == 0 {
+    /// Assigns the pending rows the watermark has passed to sessions, in
+    /// event-time order (arrival order among equal times).
+    fn assign(&mut self, all: bool) -> Result<(), EngineError> {
+        let wm = self.watermark;
+        let mut refs: Vec<(i64, usize, usize)> = Vec::new();
+        for (b, p) in self.pending.iter().enumerate() {
+            for (r, &t) in p.times.iter().enumerate() {
+                if all || t < wm {
+                    refs.push((t, b, r));
+                }
+            }
+        }
+        if refs.is_empty() {
             return Ok(());
         }
-        let times = batch
-            .column(batch.schema_ref().index_of(EVENT_TIME)?)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .clone();
-        let keys = match &self.converter {
-            Some(c) => {
-                let columns = self
-                    .partition
-                    .iter()
-                    .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(n)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Some(c.convert_columns(&columns)?)
-            }
-            None => None,
-        };
-        // Each row's session, in row order.
+        refs.sort();
         let mut assigned: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-        for (row, &t) in times.iter().enumerate() {
-            let key: Box<[u8]> = match &keys {
-                Some(rows) => rows.row(row).as_ref().into(),
-                None => Box::new([]),
-            };
+        for (i, &(t, b, r)) in refs.iter().enumerate() {
+            let key = self.pending[b].keys[r].clone();
             let current = self.open.get(&key).copied();
             let session = match current {
                 Some(mut s) if t <= self.end(&s) => {
@@ -174,30 +170,92 @@ impl Operator for SessionWindowOperator {
                 None => self.new_session(t, t),
             };
             self.open.insert(key, session);
-            assigned.entry(session.id).or_default().push(row as u32);
+            assigned.entry(session.id).or_default().push(i as u32);
         }
-        let inputs = self.aggregation.inputs(&batch)?;
-        for (id, rows) in assigned {
-            let part = if rows.len() == n {
-                None
-            } else {
-                Some(inputs.take(&UInt32Array::from(rows.clone()))?)
-            };
+        let order: Vec<(usize, usize)> = refs.iter().map(|&(_, b, r)| (b, r)).collect();
+        let rows = gather(&self.pending, &order)?;
+        for (id, idx) in assigned {
+            let part = rows.take(&UInt32Array::from(idx.clone()))?;
             if !self.states.contains_key(&id) {
                 let state = self.aggregation.new_state()?;
                 self.states.insert(id, state);
             }
             if let Some(state) = self.states.get_mut(&id) {
-                self.aggregation
-                    .update(state, part.as_ref().unwrap_or(&inputs), rows.len())?;
+                self.aggregation.update(state, &part, idx.len())?;
             }
         }
+        // Keep the rows the watermark has not passed.
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            let keep: Vec<u32> = (0..p.times.len() as u32)
+                .filter(|&r| !all && p.times[r as usize] >= wm)
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            let idx = UInt32Array::from(keep.clone());
+            self.pending.push(Pending {
+                inputs: p.inputs.take(&idx)?,
+                times: keep.iter().map(|&r| p.times[r as usize]).collect(),
+                keys: keep.iter().map(|&r| p.keys[r as usize].clone()).collect(),
+            });
+        }
         Ok(())
+    }
+
+    fn close(&mut self, s: &Session) {
+        let end = self.end(s);
+        self.closed.insert((end, s.id), ());
+    }
+}
+
+impl Operator for SessionWindowOperator {
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Output,
+    ) -> Result<(), EngineError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let times = batch
+            .column(batch.schema_ref().index_of(EVENT_TIME)?)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec();
+        let keys: Vec<Box<[u8]>> = match &self.converter {
+            Some(c) => {
+                let columns = self
+                    .partition
+                    .iter()
+                    .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rows = c.convert_columns(&columns)?;
+                (0..n).map(|i| rows.row(i).as_ref().into()).collect()
+            }
+            None => vec![Box::new([]) as Box<[u8]>; n],
+        };
+        let inputs = self.aggregation.inputs(&batch)?;
+        self.pending.push(Pending {
+            inputs,
+            times,
+            keys,
+        });
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
+        Err(EngineError::State(
+            "checkpoints of session windows are not supported yet".into(),
+        ))
     }
 
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
         self.watermark = self.watermark.max(wm.0);
         let at_end = wm == EventTime::MAX;
+        self.assign(at_end)?;
         // Open sessions that can no longer be extended.
         let mut ending: Vec<(Box<[u8]>, Session)> = self
             .open

@@ -6,13 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::compute::interleave;
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::aggregates::group_values::GroupValues;
 
-use super::aggregation::{Aggregation, Inputs};
+use super::aggregation::{Aggregation, Inputs, gather};
 use crate::error::EngineError;
 use crate::operator::{Operator, Output};
 use crate::time::{EVENT_TIME, EventTime};
@@ -37,6 +36,12 @@ pub struct SlidingWindowOperator {
     /// Change points (time, key) not yet emitted.
     points: BTreeSet<(i64, usize)>,
     watermark: i64,
+}
+
+impl AsRef<Inputs> for Buffered {
+    fn as_ref(&self) -> &Inputs {
+        &self.inputs
+    }
 }
 
 impl std::fmt::Debug for SlidingWindowOperator {
@@ -71,30 +76,6 @@ impl SlidingWindowOperator {
                 .map(|&(_, b, r)| (b - self.first_batch, r))
                 .collect()
         })
-    }
-
-    /// Gathers rows from the buffered batches into one set of inputs.
-    fn gather(&self, refs: &[(usize, usize)]) -> Result<Inputs, EngineError> {
-        let column = |get: &dyn Fn(&Inputs) -> &ArrayRef| -> Result<ArrayRef, EngineError> {
-            let arrays: Vec<&dyn Array> = self
-                .batches
-                .iter()
-                .map(|b| get(&b.inputs).as_ref())
-                .collect();
-            Ok(interleave(&arrays, refs)?)
-        };
-        let first = &self.batches[0].inputs;
-        let keys = (0..first.keys.len())
-            .map(|k| column(&|i: &Inputs| &i.keys[k]))
-            .collect::<Result<Vec<_>, _>>()?;
-        let values = (0..first.values.len())
-            .map(|a| {
-                (0..first.values[a].len())
-                    .map(|c| column(&|i: &Inputs| &i.values[a][c]))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Inputs { keys, values })
     }
 
     /// Drops rows no future point can include: those at or before `wm - size`.
@@ -152,6 +133,12 @@ impl Operator for SlidingWindowOperator {
         Ok(())
     }
 
+    fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
+        Err(EngineError::State(
+            "checkpoints of sliding windows are not supported yet".into(),
+        ))
+    }
+
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
         self.watermark = self.watermark.max(wm.0);
         let at_end = wm == EventTime::MAX;
@@ -171,7 +158,7 @@ impl Operator for SlidingWindowOperator {
                 if refs.is_empty() {
                     continue;
                 }
-                let inputs = self.gather(&refs)?;
+                let inputs = gather(self.batches.make_contiguous(), &refs)?;
                 self.aggregation.update(&mut state, &inputs, refs.len())?;
                 any = true;
             }

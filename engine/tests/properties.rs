@@ -1,0 +1,156 @@
+#![allow(clippy::unwrap_used)]
+//! Window invariants: how the input is split into batches never changes the
+//! output, and events shuffled within the out-of-order tolerance give the
+//! same windowed output as sorted ones.
+
+use std::sync::Arc;
+
+use iotql_engine::arrow::array::{Float64Array, StringArray};
+use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::arrow::util::pretty::pretty_format_batches;
+use iotql_engine::io::CollectSink;
+use iotql_engine::plan::{PlanOptions, TimePolicy};
+use iotql_engine::{Job, Problems};
+use proptest::prelude::*;
+
+const QUERIES: &[&str] = &[
+    "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n, SUM(v) AS s, MAX(v) AS hi
+     INTO out FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(second, 10)",
+    "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n, MIN(v) AS lo
+     INTO out FROM readings TIMESTAMP BY ts GROUP BY device_id, HoppingWindow(second, 20, 5)",
+    "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n, SUM(v) AS s
+     INTO out FROM readings TIMESTAMP BY ts GROUP BY device_id, SlidingWindow(second, 15)",
+    "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n, AVG(v) AS a
+     INTO out FROM readings TIMESTAMP BY ts
+     GROUP BY device_id, SessionWindow(second, 8, 60) OVER (PARTITION BY device_id)",
+    "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n
+     INTO out FROM readings TIMESTAMP BY ts GROUP BY device_id, System.Timestamp()",
+    "SELECT device_id, v, System.Timestamp() AS t INTO out FROM readings TIMESTAMP BY ts WHERE v > 3",
+];
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("ts", DataType::Utf8, false),
+        Field::new("v", DataType::Float64, true),
+    ]))
+}
+
+/// (device, milliseconds since 2026-01-01, value)
+type Event = (u8, i64, Option<f64>);
+
+fn batch(events: &[Event]) -> RecordBatch {
+    let base = 1_767_225_600_000i64;
+    let ids: Vec<String> = events.iter().map(|e| format!("d{}", e.0)).collect();
+    let ts: Vec<String> = events
+        .iter()
+        .map(|e| {
+            chrono::DateTime::from_timestamp_millis(base + e.1)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        })
+        .collect();
+    let v: Vec<Option<f64>> = events.iter().map(|e| e.2).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(ts)),
+            Arc::new(Float64Array::from(v)),
+        ],
+    )
+    .unwrap()
+}
+
+/// Runs `query` over `events` pushed in batches of the given sizes (cycled).
+fn run(
+    query: &str,
+    events: &[Event],
+    sizes: &[usize],
+    out_of_order_ms: u64,
+) -> Result<Vec<String>, Problems> {
+    let options = PlanOptions {
+        time: TimePolicy {
+            out_of_order: std::time::Duration::from_millis(out_of_order_ms),
+            ..TimePolicy::default()
+        },
+        extra_inputs: Vec::new(),
+    };
+    let job = Job::with_options(query, &options)?;
+    let sink = CollectSink::new();
+    let mut flow = job.start(
+        &[("readings", schema())],
+        vec![("out", Box::new(sink.clone()))],
+    )?;
+    let mut at = 0;
+    let mut i = 0;
+    while at < events.len() {
+        let n = sizes[i % sizes.len()].max(1).min(events.len() - at);
+        flow.push("readings", batch(&events[at..at + n])).unwrap();
+        at += n;
+        i += 1;
+    }
+    flow.finish().unwrap();
+    let text = pretty_format_batches(&sink.batches()).unwrap().to_string();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("| d"))
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// Events of up to 4 devices, in time order, 0-3 s apart.
+fn sorted_events() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec(
+        (
+            0u8..4,
+            0i64..3000,
+            prop::option::weighted(0.9, 0.0f64..10.0),
+        ),
+        1..60,
+    )
+    .prop_map(|raw| {
+        let mut t = 0;
+        raw.into_iter()
+            .map(|(d, gap, v)| {
+                t += gap;
+                (d, t, v.map(|x| (x * 4.0).round() / 4.0))
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn batching_never_changes_the_output(
+        events in sorted_events(),
+        sizes in prop::collection::vec(1usize..7, 1..5),
+        query in prop::sample::select(QUERIES),
+    ) {
+        let whole = run(query, &events, &[events.len()], 0).unwrap();
+        let split = run(query, &events, &sizes, 0).unwrap();
+        prop_assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn shuffling_within_the_tolerance_never_changes_windowed_output(
+        events in sorted_events(),
+        delays in prop::collection::vec(0i64..5000, 60),
+        query in prop::sample::select(&QUERIES[..5]),
+    ) {
+        // Each event arrives up to 5 s after its time; with a 5 s tolerance
+        // none is late, so the windows are those of the sorted stream.
+        let mut shuffled: Vec<(i64, Event)> = events.iter().zip(&delays).map(|(e, d)| (e.1 + d, *e)).collect();
+        shuffled.sort_by_key(|(arrival, _)| *arrival);
+        let shuffled: Vec<Event> = shuffled.into_iter().map(|(_, e)| e).collect();
+        let sorted = run(query, &events, &[7], 5000).unwrap();
+        let arrived = run(query, &shuffled, &[7], 5000).unwrap();
+        prop_assert_eq!(arrived, sorted);
+    }
+}
