@@ -6,15 +6,16 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampMicrosecondArray};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::physical_expr::expressions::Literal as LiteralExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use iotql_dsl::Diagnostic;
@@ -136,6 +137,9 @@ fn aggregate_function(asa: &str) -> Option<&'static str> {
         "VAR" => "var",
         "VARP" => "var_pop",
         "COLLECT" => "array_agg",
+        "TOPONE" => "first_value",
+        "PERCENTILE_CONT" => "percentile_cont",
+        "PERCENTILE_DISC" => "percentile_disc",
         _ => return None,
     })
 }
@@ -517,10 +521,18 @@ impl Aggregation {
             .aggregates
             .iter()
             .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-                    .collect::<Result<Vec<_>, _>>()
+                {
+                    // Arguments, then the OVER (ORDER BY ...) columns, as
+                    // DataFusion's order-sensitive accumulators expect.
+                    let all = a.all_expressions();
+                    all.args
+                        .into_iter()
+                        .chain(all.order_by_exprs)
+                        .collect::<Vec<_>>()
+                }
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Inputs { keys, values })
@@ -629,6 +641,7 @@ fn compile_aggregate(
     compiler: &ExprCompiler,
 ) -> Result<AggregateFunctionExpr, Diagnostic> {
     let asa = call.qualified_name();
+    let upper = asa.to_ascii_uppercase();
     let Some(df_name) = aggregate_function(&asa) else {
         return Err(Diagnostic::new(
             "iotql::not-supported-yet",
@@ -637,22 +650,74 @@ fn compile_aggregate(
             "not supported yet",
         ));
     };
-    let udaf = compiler
-        .session()
-        .udaf(df_name)
-        .map_err(|e| plan_error(call.span, format!("{asa}: {e}")))?;
-    let (args, distinct): (Vec<Arc<dyn PhysicalExpr>>, bool) = match &call.args {
-        FunctionArgs::Star => (
+    let udaf = if upper == "PERCENTILE_DISC" {
+        Arc::new(datafusion::logical_expr::AggregateUDF::from(
+            super::percentile::PercentileDisc::new(),
+        ))
+    } else {
+        compiler
+            .session()
+            .udaf(df_name)
+            .map_err(|e| plan_error(call.span, format!("{asa}: {e}")))?
+    };
+    let compile_all = |args: &[Expr]| {
+        args.iter()
+            .map(|a| compiler.compile(a, input))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let list: &[Expr] = match &call.args {
+        FunctionArgs::List { args, .. } => args,
+        FunctionArgs::Star => &[],
+    };
+    // `... OVER (ORDER BY x [DESC])`: the ranking of TopOne and the percentiles.
+    let order: Vec<PhysicalSortExpr> = match &call.over {
+        Some(over) => over
+            .order_by
+            .iter()
+            .map(|o| {
+                Ok(PhysicalSortExpr {
+                    expr: compiler.compile(&o.expr, input)?,
+                    options: SortOptions {
+                        descending: o.asc == Some(false),
+                        nulls_first: false,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, Diagnostic>>()?,
+        None => Vec::new(),
+    };
+    let needs_order = matches!(
+        upper.as_str(),
+        "TOPONE" | "PERCENTILE_CONT" | "PERCENTILE_DISC"
+    );
+    if needs_order && order.is_empty() {
+        return Err(plan_error(
+            call.span,
+            format!("{asa} needs OVER (ORDER BY column)"),
+        ));
+    }
+    let (args, distinct): (Vec<Arc<dyn PhysicalExpr>>, bool) = match (&call.args, upper.as_str()) {
+        (FunctionArgs::Star, _) => (
             vec![Arc::new(LiteralExpr::new(ScalarValue::Int64(Some(1))))],
             false,
         ),
-        FunctionArgs::List { distinct, args } => {
-            let compiled = args
-                .iter()
-                .map(|a| compiler.compile(a, input))
-                .collect::<Result<Vec<_>, _>>()?;
-            (compiled, *distinct)
+        // PERCENTILE_CONT(p) OVER (ORDER BY x): the values are the ORDER BY column.
+        (_, "PERCENTILE_CONT" | "PERCENTILE_DISC") => {
+            let [p] = list else {
+                return Err(plan_error(
+                    call.span,
+                    format!("{asa} takes one argument, the percentile (0 to 1)"),
+                ));
+            };
+            let value = order[0].expr.clone();
+            (vec![value, compiler.compile(p, input)?], false)
         }
+        // TopOne(): the whole top-ranked event, as a record.
+        (_, "TOPONE") if list.is_empty() => (
+            vec![whole_event(input, compiler).map_err(|e| plan_error(call.span, e))?],
+            false,
+        ),
+        (FunctionArgs::List { distinct, .. }, _) => (compile_all(list)?, *distinct),
     };
     if args.is_empty() {
         return Err(plan_error(call.span, format!("{asa} needs an argument")));
@@ -683,10 +748,40 @@ fn compile_aggregate(
             .collect()
     };
     let args = coerce().map_err(|e| plan_error(call.span, format!("{asa}: {e}")))?;
-    AggregateExprBuilder::new(udaf, args)
+    let mut builder = AggregateExprBuilder::new(udaf, args)
         .schema(input.clone())
         .alias(name)
-        .with_distinct(distinct)
+        .with_distinct(distinct);
+    if needs_order {
+        builder = builder.order_by(order);
+    }
+    builder
         .build()
         .map_err(|e| plan_error(call.span, format!("{asa}: {e}")))
+}
+
+/// Every visible column of `input` as one record (`named_struct`).
+fn whole_event(
+    input: &SchemaRef,
+    compiler: &ExprCompiler,
+) -> Result<Arc<dyn PhysicalExpr>, String> {
+    use datafusion::logical_expr::{Expr as DfExpr, lit};
+    let mut args = Vec::new();
+    for f in input
+        .fields()
+        .iter()
+        .filter(|f| !f.name().starts_with("__iotql_"))
+    {
+        args.push(lit(f.name().as_str()));
+        args.push(DfExpr::Column(datafusion::common::Column::new_unqualified(
+            f.name(),
+        )));
+    }
+    let udf = compiler
+        .session()
+        .udf("named_struct")
+        .map_err(|e| e.to_string())?;
+    compiler
+        .physical(udf.call(args), input, iotql_dsl::Span::default())
+        .map_err(|d| d.message)
 }

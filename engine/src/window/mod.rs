@@ -8,6 +8,7 @@
 mod aggregate;
 mod aggregation;
 mod ipc;
+mod percentile;
 mod session;
 mod sliding;
 
