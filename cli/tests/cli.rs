@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The `iotql` command as users run it: exit codes, messages on stderr.
 
 use std::path::Path;
@@ -141,4 +142,159 @@ fn every_bundled_job_runs() {
         ran += 1;
     }
     assert!(ran >= 2, "ran {ran} jobs");
+}
+
+fn iotql_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iotql"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run iotql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `-` reads stdin and writes stdout; the summary says what happened, on
+/// stderr; refused events land in the dead-letter file with line and reason.
+#[test]
+fn run_reads_stdin_writes_stdout_and_keeps_dead_letters() {
+    let dir = std::env::temp_dir().join(format!("iotql-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("hot.asaql");
+    std::fs::write(
+        &job,
+        "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, MAX(t) AS max_t\n\
+         FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 1)\n",
+    )
+    .unwrap();
+    let input = "device_id,ts,t\n\
+                 a,2026-01-01T00:00:10Z,20\n\
+                 a,2026-01-01T00:00:50Z,31\n\
+                 b,not-a-time,5\n\
+                 a,2026-01-01T00:01:10Z,22,extra\n\
+                 b,2026-01-01T00:01:30Z,18\n";
+    let dead = dir.join("dead.jsonl");
+    let out = iotql_with_stdin(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "--input",
+            "readings=csv:-",
+            "--output",
+            "output=csv:-",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+        input,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "device_id,window_end,n,max_t\n\
+         a,2026-01-01T00:01:00.000Z,2,31\n\
+         b,2026-01-01T00:02:00.000Z,1,18\n"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("readings") && err.contains("4 events"),
+        "{err}"
+    );
+    assert!(err.contains("dead letters: 2"), "{err}");
+    let letters = std::fs::read_to_string(&dead).unwrap();
+    let lines: Vec<&str> = letters.lines().collect();
+    assert_eq!(lines.len(), 2, "{letters}");
+    assert!(
+        lines[0].contains("\"position\":\"line 4\"") && lines[0].contains("not-a-time"),
+        "{letters}"
+    );
+    assert!(
+        lines[1].contains("\"position\":\"line 5\"")
+            && lines[1].contains("expected 3 fields, found 4"),
+        "{letters}"
+    );
+
+    // -q: the same rows, nothing on stderr.
+    let quiet = iotql_with_stdin(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "--input",
+            "readings=csv:-",
+            "--output",
+            "output=csv:-",
+            "-q",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+        input,
+    );
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(quiet.stderr.is_empty(), "{}", stderr(&quiet));
+    assert_eq!(String::from_utf8_lossy(&quiet.stdout), stdout);
+}
+
+#[test]
+fn a_job_the_engine_cannot_run_yet_is_refused_with_a_caret() {
+    let dir = std::env::temp_dir().join(format!("iotql-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("lag.asaql");
+    std::fs::write(
+        &job,
+        "SELECT device_id, LAG(t) OVER (PARTITION BY device_id LIMIT DURATION(minute, 5)) AS prev\nFROM readings TIMESTAMP BY ts\n",
+    )
+    .unwrap();
+    let out = iotql(&[
+        "run",
+        job.to_str().unwrap(),
+        "--input",
+        "readings=csv:queries/data/readings.csv",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "lag.asaql:1:19: the analytic function LAG is not supported by the engine yet"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("┬"), "{err}");
+}
+
+#[test]
+fn an_input_that_cannot_be_opened_is_a_runtime_failure() {
+    let out = iotql(&[
+        "run",
+        "queries/alerts.asaql",
+        "--input",
+        "readings=csv:no/such/file.csv",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("cannot open no/such/file.csv"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn explain_prints_the_operator_graph() {
+    let out = iotql(&["explain", "queries/alerts.asaql"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("#0 Scan readings\n#1 Timestamp readings BY ts"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Sink").count(), 3, "{text}");
 }
