@@ -267,7 +267,17 @@ fn pump(
             .map_err(|e| format!("dead-letter file: {e}"))?;
         progress.set_position(bytes.iter().sum());
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        progress.set_message(format!("{events} events, {}/s", human_count(rate as u64)));
+        let watermark = dataflow
+            .input_stats()
+            .iter()
+            .filter_map(|i| i.stats.watermark())
+            .min()
+            .map_or_else(|| "-".to_string(), |w| w.to_string());
+        progress.set_message(format!(
+            "{} events, {}/s, watermark {watermark}",
+            human_count(events),
+            human_count(rate as u64)
+        ));
     }
     dataflow.finish().map_err(|e| e.to_string())?;
     dead.write(&dataflow.take_dead_letters())

@@ -21,12 +21,36 @@ use crate::plan::{LatePolicy, TimePolicy};
 use crate::time::{EVENT_TIME, EventTime, POSITION, event_time_type, micros_of};
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TimestampStats {
     pub events_in: AtomicU64,
     pub late_adjusted: AtomicU64,
     pub late_dropped: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// The input's watermark in microseconds (`i64::MIN` before any event).
+    pub watermark: std::sync::atomic::AtomicI64,
+}
+
+impl Default for TimestampStats {
+    fn default() -> Self {
+        TimestampStats {
+            events_in: AtomicU64::new(0),
+            late_adjusted: AtomicU64::new(0),
+            late_dropped: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl TimestampStats {
+    /// The watermark, if the input has one yet.
+    pub fn watermark(&self) -> Option<EventTime> {
+        match self.watermark.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            w => Some(EventTime(w)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -426,6 +450,7 @@ impl Operator for TimestampOperator {
         out.batch(RecordBatch::try_new(self.out_schema.clone(), columns)?);
         let wm = self.watermark();
         if wm > i64::MIN {
+            self.stats.watermark.fetch_max(wm, Ordering::Relaxed);
             out.watermark(EventTime(wm));
         }
         Ok(())
