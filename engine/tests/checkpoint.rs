@@ -48,11 +48,19 @@ fn events(n: usize) -> RecordBatch {
     .unwrap()
 }
 
-const QUERY: &str = "
-    SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, COUNT(v) AS nv, SUM(v) AS total,
-           AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, STDEV(v) AS sd, COUNT(DISTINCT v) AS distinct_v
-    INTO out FROM readings TIMESTAMP BY ts
-    GROUP BY device_id, HoppingWindow(minute, 3, 1)";
+const QUERIES: &[&str] = &[
+    "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, COUNT(v) AS nv, SUM(v) AS total,
+            AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, STDEV(v) AS sd, COUNT(DISTINCT v) AS distinct_v
+     INTO out FROM readings TIMESTAMP BY ts
+     GROUP BY device_id, HoppingWindow(minute, 3, 1)",
+    "SELECT device_id, System.Timestamp() AS session_end, COUNT(*) AS n, SUM(v) AS total,
+            PERCENTILE_DISC(0.5) OVER (ORDER BY v) AS median_v
+     INTO out FROM readings TIMESTAMP BY ts
+     GROUP BY device_id, SessionWindow(second, 20, 120) OVER (PARTITION BY device_id)",
+    "SELECT device_id, System.Timestamp() AS at, COUNT(*) AS n, MAX(v) AS hi
+     INTO out FROM readings TIMESTAMP BY ts
+     GROUP BY device_id, SlidingWindow(second, 30)",
+];
 
 /// Rows as sorted text lines.
 fn rows(sink: &CollectSink) -> Vec<String> {
@@ -66,8 +74,8 @@ fn rows(sink: &CollectSink) -> Vec<String> {
     lines
 }
 
-fn run(events: &RecordBatch, cut: Option<usize>) -> Vec<String> {
-    let job = Job::parse(QUERY).unwrap();
+fn run(query: &str, events: &RecordBatch, cut: Option<usize>) -> Vec<String> {
+    let job = Job::parse(query).unwrap();
     let sink = CollectSink::new();
     let mut flow = job
         .start(
@@ -118,18 +126,23 @@ fn same(a: &[String], b: &[String]) -> bool {
 #[test]
 fn a_restored_job_continues_where_it_stopped() {
     let all = events(200);
-    let expected = run(&all, None);
-    assert!(expected.len() > 50);
-    let restored = run(&all, Some(97));
-    assert!(same(&restored, &expected), "{restored:#?}\n{expected:#?}");
+    for query in QUERIES {
+        let expected = run(query, &all, None);
+        assert!(expected.len() > 20, "{query}");
+        let restored = run(query, &all, Some(97));
+        assert!(
+            same(&restored, &expected),
+            "{query}\n{restored:#?}\n{expected:#?}"
+        );
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn any_cut_gives_the_same_rows(cut in 0usize..=120) {
+    fn any_cut_gives_the_same_rows(cut in 0usize..=120, query in prop::sample::select(QUERIES)) {
         let all = events(120);
-        let (restored, expected) = (run(&all, Some(cut)), run(&all, None));
+        let (restored, expected) = (run(query, &all, Some(cut)), run(query, &all, None));
         prop_assert!(same(&restored, &expected), "{:#?}\n{:#?}", restored, expected);
     }
 }

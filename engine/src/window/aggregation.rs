@@ -497,6 +497,20 @@ impl Aggregation {
         Ok(state)
     }
 
+    /// How many key columns and how many argument columns per aggregate an
+    /// [`Inputs`] of this aggregation has (for buffered rows in checkpoints).
+    pub fn input_widths(&self) -> (usize, Vec<usize>) {
+        let widths = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                let all = a.all_expressions();
+                all.args.len() + all.order_by_exprs.len()
+            })
+            .collect();
+        (self.keys.len(), widths)
+    }
+
     /// An interner of grouping keys (`None` when there are none).
     pub fn key_interner(&self) -> Result<Option<Box<dyn GroupValues>>, EngineError> {
         if self.keys.is_empty() {

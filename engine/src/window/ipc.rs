@@ -43,3 +43,66 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Vec<Vec<ArrayRef>>, EngineError> {
         .map(|b| Ok(b?.columns().to_vec()))
         .collect::<Result<Vec<_>, EngineError>>()
 }
+
+/// Joins byte sections, each prefixed with its length.
+pub(crate) fn sections(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend((p.len() as u64).to_le_bytes());
+        out.extend(p);
+    }
+    out
+}
+
+/// Splits what [`sections`] joined.
+pub(crate) fn split_sections(mut bytes: &[u8]) -> Result<Vec<&[u8]>, EngineError> {
+    let mut parts = Vec::new();
+    while !bytes.is_empty() {
+        let bad = || EngineError::State("a truncated operator state".into());
+        let len: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad())?;
+        let part = bytes.get(8..8 + len).ok_or_else(bad)?;
+        parts.push(part);
+        bytes = &bytes[8 + len..];
+    }
+    Ok(parts)
+}
+
+/// An `Inputs` as one column set: keys, then each aggregate's arguments.
+pub(crate) fn inputs_columns(inputs: &super::aggregation::Inputs) -> Vec<ArrayRef> {
+    inputs
+        .keys
+        .iter()
+        .chain(inputs.values.iter().flatten())
+        .cloned()
+        .collect()
+}
+
+/// The `Inputs` that [`inputs_columns`] flattened, given each part's width.
+pub(crate) fn inputs_from_columns(
+    columns: &[ArrayRef],
+    keys: usize,
+    widths: &[usize],
+) -> Result<super::aggregation::Inputs, EngineError> {
+    let bad = || EngineError::State("buffered rows do not fit this job".into());
+    let (k, mut rest) = (
+        columns.get(..keys).ok_or_else(bad)?,
+        columns.get(keys..).ok_or_else(bad)?,
+    );
+    let mut values = Vec::new();
+    for &w in widths {
+        let (mine, others) = (
+            rest.get(..w).ok_or_else(bad)?,
+            rest.get(w..).ok_or_else(bad)?,
+        );
+        values.push(mine.to_vec());
+        rest = others;
+    }
+    Ok(super::aggregation::Inputs {
+        keys: k.to_vec(),
+        values,
+    })
+}

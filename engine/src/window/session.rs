@@ -11,7 +11,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -246,10 +249,162 @@ impl Operator for SessionWindowOperator {
         Ok(())
     }
 
+    /// Sections: the scalars; open sessions; closed sessions; each
+    /// session's groups; the rows not yet assigned.
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
-        Err(EngineError::State(
-            "checkpoints of session windows are not supported yet".into(),
-        ))
+        let mut scalars = self.watermark.to_le_bytes().to_vec();
+        scalars.extend(self.next_id.to_le_bytes());
+        let mut open: Vec<(&Box<[u8]>, &Session)> = self.open.iter().collect();
+        open.sort_by_key(|(_, s)| s.id);
+        let open_columns: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(
+                open.iter().map(|(k, _)| k.as_ref()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                open.iter().map(|(_, s)| s.id),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                open.iter().map(|(_, s)| s.start),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                open.iter().map(|(_, s)| s.last),
+            )),
+        ];
+        let closed_columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                self.closed.keys().map(|k| k.0),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                self.closed.keys().map(|k| k.1),
+            )),
+        ];
+        let mut ids: Vec<u64> = self.states.keys().copied().collect();
+        ids.sort_unstable();
+        let mut states = Vec::new();
+        for id in ids {
+            let Some(state) = self.states.get_mut(&id) else {
+                continue;
+            };
+            let n = state.group_count();
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(vec![id; n]))];
+            columns.extend(self.aggregation.save_state(state)?);
+            states.push(columns);
+        }
+        let pending: Vec<Vec<ArrayRef>> = self
+            .pending
+            .iter()
+            .map(|p| {
+                let mut columns: Vec<ArrayRef> = vec![
+                    Arc::new(Int64Array::from(p.times.clone())),
+                    Arc::new(BinaryArray::from_iter_values(
+                        p.keys.iter().map(|k| k.as_ref()),
+                    )),
+                ];
+                columns.extend(super::ipc::inputs_columns(&p.inputs));
+                columns
+            })
+            .collect();
+        Ok(super::ipc::sections(&[
+            scalars,
+            super::ipc::write(&[open_columns])?,
+            super::ipc::write(&[closed_columns])?,
+            super::ipc::write(&states)?,
+            super::ipc::write(&pending)?,
+        ]))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let bad = || EngineError::State("a session window state does not fit this job".into());
+        let parts = super::ipc::split_sections(state)?;
+        let [scalars, open, closed, states, pending] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let int = |at: usize| -> Result<[u8; 8], EngineError> {
+            scalars
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)
+        };
+        self.watermark = i64::from_le_bytes(int(0)?);
+        self.next_id = u64::from_le_bytes(int(8)?);
+        self.open.clear();
+        for columns in super::ipc::read(open)? {
+            let (Some(keys), Some(ids), Some(starts), Some(lasts)) = (
+                columns.first().and_then(|c| c.as_binary_opt::<i32>()),
+                columns
+                    .get(1)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+                columns
+                    .get(2)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                columns
+                    .get(3)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+            ) else {
+                return Err(bad());
+            };
+            for i in 0..keys.len() {
+                let session = Session {
+                    id: ids.value(i),
+                    start: starts.value(i),
+                    last: lasts.value(i),
+                };
+                self.open.insert(keys.value(i).into(), session);
+            }
+        }
+        self.closed.clear();
+        for columns in super::ipc::read(closed)? {
+            let (Some(ends), Some(ids)) = (
+                columns
+                    .first()
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                columns
+                    .get(1)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            ) else {
+                return Err(bad());
+            };
+            for i in 0..ends.len() {
+                self.closed.insert((ends.value(i), ids.value(i)), ());
+            }
+        }
+        self.states.clear();
+        for columns in super::ipc::read(states)? {
+            let Some(ids) = columns
+                .first()
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            else {
+                return Err(bad());
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            let state = self
+                .aggregation
+                .state_from_columns(&columns[1..], ids.len())?;
+            self.states.insert(ids.value(0), state);
+        }
+        self.pending.clear();
+        let (keys, widths) = self.aggregation.input_widths();
+        for columns in super::ipc::read(pending)? {
+            let (Some(times), Some(partition)) = (
+                columns
+                    .first()
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                columns.get(1).and_then(|c| c.as_binary_opt::<i32>()),
+            ) else {
+                return Err(bad());
+            };
+            self.pending.push(Pending {
+                inputs: super::ipc::inputs_from_columns(&columns[2..], keys, &widths)?,
+                times: times.values().to_vec(),
+                keys: partition
+                    .iter()
+                    .map(|k| k.unwrap_or_default().into())
+                    .collect(),
+            });
+        }
+        Ok(())
     }
 
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {

@@ -6,15 +6,22 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use datafusion::arrow::array::AsArray;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, UInt64Array};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::GroupValues;
 
 use super::aggregation::{Aggregation, Inputs, gather};
 use crate::error::EngineError;
 use crate::operator::{Operator, Output};
 use crate::time::{EVENT_TIME, EventTime};
+
+/// A buffered row: (event time, batch id, row in the batch).
+type RowRef = (i64, usize, usize);
 
 /// A buffered batch: its evaluated inputs, and how many of its rows are
 /// still needed.
@@ -31,8 +38,8 @@ pub struct SlidingWindowOperator {
     batches: VecDeque<Buffered>,
     /// The id of `batches[0]`.
     first_batch: usize,
-    /// Per key: (time, batch id, row), in time order.
-    rows: HashMap<usize, VecDeque<(i64, usize, usize)>>,
+    /// Per key: its rows, in time order.
+    rows: HashMap<usize, VecDeque<RowRef>>,
     /// Change points (time, key) not yet emitted.
     points: BTreeSet<(i64, usize)>,
     watermark: i64,
@@ -133,10 +140,132 @@ impl Operator for SlidingWindowOperator {
         Ok(())
     }
 
+    /// Sections: the scalars; the interned keys; the buffered batches and
+    /// their live counts; the rows per key; the pending change points.
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
-        Err(EngineError::State(
-            "checkpoints of sliding windows are not supported yet".into(),
-        ))
+        let mut scalars = self.watermark.to_le_bytes().to_vec();
+        scalars.extend((self.first_batch as u64).to_le_bytes());
+        for b in &self.batches {
+            scalars.extend((b.live as u64).to_le_bytes());
+        }
+        // Emitting the keys empties the interner; interning them again in
+        // the same order gives them the same ids.
+        let keys = match &mut self.keys {
+            Some(k) => {
+                let emitted = k.emit(EmitTo::All)?;
+                k.intern(&emitted, &mut self.key_ids)?;
+                super::ipc::write(&[emitted])?
+            }
+            None => Vec::new(),
+        };
+        let batches: Vec<Vec<ArrayRef>> = self
+            .batches
+            .iter()
+            .map(|b| super::ipc::inputs_columns(&b.inputs))
+            .collect();
+        let mut by_key: Vec<(&usize, &VecDeque<RowRef>)> = self.rows.iter().collect();
+        by_key.sort_by_key(|(k, _)| **k);
+        let flat: Vec<(u64, i64, u64, u64)> = by_key
+            .iter()
+            .flat_map(|(k, rows)| {
+                rows.iter()
+                    .map(move |&(t, b, r)| (**k as u64, t, b as u64, r as u64))
+            })
+            .collect();
+        let rows: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(flat.iter().map(|f| f.0))),
+            Arc::new(Int64Array::from_iter_values(flat.iter().map(|f| f.1))),
+            Arc::new(UInt64Array::from_iter_values(flat.iter().map(|f| f.2))),
+            Arc::new(UInt64Array::from_iter_values(flat.iter().map(|f| f.3))),
+        ];
+        let points: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                self.points.iter().map(|p| p.0),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                self.points.iter().map(|p| p.1 as u64),
+            )),
+        ];
+        Ok(super::ipc::sections(&[
+            scalars,
+            keys,
+            super::ipc::write(&batches)?,
+            super::ipc::write(&[rows])?,
+            super::ipc::write(&[points])?,
+        ]))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let bad = || EngineError::State("a sliding window state does not fit this job".into());
+        let parts = super::ipc::split_sections(state)?;
+        let [scalars, keys, batches, rows, points] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let words: Vec<u64> = scalars
+            .chunks(8)
+            .map(|c| c.try_into().map(u64::from_le_bytes).map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let [watermark, first_batch, live @ ..] = words.as_slice() else {
+            return Err(bad());
+        };
+        self.watermark = *watermark as i64;
+        self.first_batch = usize::try_from(*first_batch).map_err(|_| bad())?;
+        self.keys = self.aggregation.key_interner()?;
+        if let (Some(k), Some(columns)) =
+            (&mut self.keys, super::ipc::read(keys)?.into_iter().next())
+        {
+            k.intern(&columns, &mut self.key_ids)?;
+        }
+        let (key_count, widths) = self.aggregation.input_widths();
+        self.batches.clear();
+        for (columns, &live) in super::ipc::read(batches)?.iter().zip(live) {
+            self.batches.push_back(Buffered {
+                inputs: super::ipc::inputs_from_columns(columns, key_count, &widths)?,
+                live: usize::try_from(live).map_err(|_| bad())?,
+            });
+        }
+        self.rows.clear();
+        for columns in super::ipc::read(rows)? {
+            let (Some(k), Some(t), Some(b), Some(r)) = (
+                columns
+                    .first()
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+                columns
+                    .get(1)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                columns
+                    .get(2)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+                columns
+                    .get(3)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            ) else {
+                return Err(bad());
+            };
+            for i in 0..k.len() {
+                self.rows
+                    .entry(k.value(i) as usize)
+                    .or_default()
+                    .push_back((t.value(i), b.value(i) as usize, r.value(i) as usize));
+            }
+        }
+        self.points.clear();
+        for columns in super::ipc::read(points)? {
+            let (Some(p), Some(k)) = (
+                columns
+                    .first()
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                columns
+                    .get(1)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            ) else {
+                return Err(bad());
+            };
+            for i in 0..p.len() {
+                self.points.insert((p.value(i), k.value(i) as usize));
+            }
+        }
+        Ok(())
     }
 
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
