@@ -170,14 +170,7 @@ impl Operator for WindowAggregateOperator {
         );
         self.windows.clear();
         for columns in super::ipc::read(rest)? {
-            let Some(ends) = columns
-                .first()
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            else {
-                return Err(EngineError::State(
-                    "a window state has no end column".into(),
-                ));
-            };
+            let ends = super::ipc::column::<Int64Type>(&columns, 0)?;
             if ends.is_empty() {
                 continue;
             }

@@ -106,3 +106,35 @@ pub(crate) fn inputs_from_columns(
         values,
     })
 }
+
+/// Column `i` of a restored column set, of the type `T`, or a state error.
+pub(crate) fn column<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    columns: &[ArrayRef],
+    i: usize,
+) -> Result<&datafusion::arrow::array::PrimitiveArray<T>, EngineError> {
+    use datafusion::arrow::array::AsArray;
+    columns
+        .get(i)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| {
+            EngineError::State(format!(
+                "column {i} of a saved state is missing or of another type"
+            ))
+        })
+}
+
+/// Binary column `i` of a restored column set, or a state error.
+pub(crate) fn binary_column(
+    columns: &[ArrayRef],
+    i: usize,
+) -> Result<&datafusion::arrow::array::BinaryArray, EngineError> {
+    use datafusion::arrow::array::AsArray;
+    columns
+        .get(i)
+        .and_then(|c| c.as_binary_opt::<i32>())
+        .ok_or_else(|| {
+            EngineError::State(format!(
+                "column {i} of a saved state is missing or not binary"
+            ))
+        })
+}

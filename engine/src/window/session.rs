@@ -329,20 +329,12 @@ impl Operator for SessionWindowOperator {
         self.next_id = u64::from_le_bytes(int(8)?);
         self.open.clear();
         for columns in super::ipc::read(open)? {
-            let (Some(keys), Some(ids), Some(starts), Some(lasts)) = (
-                columns.first().and_then(|c| c.as_binary_opt::<i32>()),
-                columns
-                    .get(1)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-                columns
-                    .get(2)
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                columns
-                    .get(3)
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-            ) else {
-                return Err(bad());
-            };
+            let (keys, ids, starts, lasts) = (
+                super::ipc::binary_column(&columns, 0)?,
+                super::ipc::column::<UInt64Type>(&columns, 1)?,
+                super::ipc::column::<Int64Type>(&columns, 2)?,
+                super::ipc::column::<Int64Type>(&columns, 3)?,
+            );
             for i in 0..keys.len() {
                 let session = Session {
                     id: ids.value(i),
@@ -354,28 +346,17 @@ impl Operator for SessionWindowOperator {
         }
         self.closed.clear();
         for columns in super::ipc::read(closed)? {
-            let (Some(ends), Some(ids)) = (
-                columns
-                    .first()
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                columns
-                    .get(1)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-            ) else {
-                return Err(bad());
-            };
+            let (ends, ids) = (
+                super::ipc::column::<Int64Type>(&columns, 0)?,
+                super::ipc::column::<UInt64Type>(&columns, 1)?,
+            );
             for i in 0..ends.len() {
                 self.closed.insert((ends.value(i), ids.value(i)), ());
             }
         }
         self.states.clear();
         for columns in super::ipc::read(states)? {
-            let Some(ids) = columns
-                .first()
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            else {
-                return Err(bad());
-            };
+            let ids = super::ipc::column::<UInt64Type>(&columns, 0)?;
             if ids.is_empty() {
                 continue;
             }
@@ -387,14 +368,10 @@ impl Operator for SessionWindowOperator {
         self.pending.clear();
         let (keys, widths) = self.aggregation.input_widths();
         for columns in super::ipc::read(pending)? {
-            let (Some(times), Some(partition)) = (
-                columns
-                    .first()
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                columns.get(1).and_then(|c| c.as_binary_opt::<i32>()),
-            ) else {
-                return Err(bad());
-            };
+            let (times, partition) = (
+                super::ipc::column::<Int64Type>(&columns, 0)?,
+                super::ipc::binary_column(&columns, 1)?,
+            );
             self.pending.push(Pending {
                 inputs: super::ipc::inputs_from_columns(&columns[2..], keys, &widths)?,
                 times: times.values().to_vec(),

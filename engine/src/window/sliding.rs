@@ -226,22 +226,12 @@ impl Operator for SlidingWindowOperator {
         }
         self.rows.clear();
         for columns in super::ipc::read(rows)? {
-            let (Some(k), Some(t), Some(b), Some(r)) = (
-                columns
-                    .first()
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-                columns
-                    .get(1)
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                columns
-                    .get(2)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-                columns
-                    .get(3)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-            ) else {
-                return Err(bad());
-            };
+            let (k, t, b, r) = (
+                super::ipc::column::<UInt64Type>(&columns, 0)?,
+                super::ipc::column::<Int64Type>(&columns, 1)?,
+                super::ipc::column::<UInt64Type>(&columns, 2)?,
+                super::ipc::column::<UInt64Type>(&columns, 3)?,
+            );
             for i in 0..k.len() {
                 self.rows
                     .entry(k.value(i) as usize)
@@ -251,16 +241,10 @@ impl Operator for SlidingWindowOperator {
         }
         self.points.clear();
         for columns in super::ipc::read(points)? {
-            let (Some(p), Some(k)) = (
-                columns
-                    .first()
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                columns
-                    .get(1)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-            ) else {
-                return Err(bad());
-            };
+            let (p, k) = (
+                super::ipc::column::<Int64Type>(&columns, 0)?,
+                super::ipc::column::<UInt64Type>(&columns, 1)?,
+            );
             for i in 0..p.len() {
                 self.points.insert((p.value(i), k.value(i) as usize));
             }
