@@ -80,20 +80,27 @@ impl AsRef<Inputs> for Inputs {
 }
 
 impl Inputs {
+    /// Every column, keys and arguments alike, passed through `f`.
+    fn map_columns(
+        &self,
+        f: impl Fn(&ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError>,
+    ) -> Result<Inputs, EngineError> {
+        Ok(Inputs {
+            keys: self.keys.iter().map(&f).collect::<Result<_, _>>()?,
+            values: self
+                .values
+                .iter()
+                .map(|v| v.iter().map(&f).collect::<Result<_, _>>())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// The rows at `indices`.
     pub fn take(
         &self,
         indices: &datafusion::arrow::array::UInt32Array,
     ) -> Result<Inputs, EngineError> {
-        let pick = |a: &ArrayRef| datafusion::arrow::compute::take(a.as_ref(), indices, None);
-        Ok(Inputs {
-            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
-            values: self
-                .values
-                .iter()
-                .map(|v| v.iter().map(pick).collect::<Result<_, _>>())
-                .collect::<Result<_, _>>()?,
-        })
+        self.map_columns(|a| datafusion::arrow::compute::take(a.as_ref(), indices, None))
     }
 
     /// The rows where `mask` is true.
@@ -101,15 +108,7 @@ impl Inputs {
         &self,
         mask: &datafusion::arrow::array::BooleanArray,
     ) -> Result<Inputs, EngineError> {
-        let pick = |a: &ArrayRef| datafusion::arrow::compute::filter(a.as_ref(), mask);
-        Ok(Inputs {
-            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
-            values: self
-                .values
-                .iter()
-                .map(|v| v.iter().map(pick).collect::<Result<_, _>>())
-                .collect::<Result<_, _>>()?,
-        })
+        self.map_columns(|a| datafusion::arrow::compute::filter(a.as_ref(), mask))
     }
 }
 
