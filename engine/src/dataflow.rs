@@ -29,6 +29,45 @@ struct RuntimeNode {
     input_watermarks: Vec<i64>,
     watermark: i64,
     ended: bool,
+    /// Nodes with several inputs: the substream watermarks received on
+    /// each input, and those passed on (their minimum over the inputs).
+    input_substreams: Vec<HashMap<u64, i64>>,
+    substreams: HashMap<u64, i64>,
+}
+
+impl RuntimeNode {
+    fn new(op: Box<dyn Operator>, inputs: usize) -> Self {
+        RuntimeNode {
+            op,
+            input_watermarks: vec![i64::MIN; inputs],
+            watermark: i64::MIN,
+            ended: false,
+            input_substreams: vec![HashMap::new(); inputs],
+            substreams: HashMap::new(),
+        }
+    }
+
+    /// The substreams among `ids` whose watermark, the minimum over the
+    /// inputs, advanced. An input that has not seen a substream holds it at
+    /// its own watermark.
+    fn advance_substreams(&mut self, ids: impl IntoIterator<Item = u64>) -> Vec<(u64, EventTime)> {
+        let mut advanced = Vec::new();
+        for id in ids {
+            let min = self
+                .input_substreams
+                .iter()
+                .zip(&self.input_watermarks)
+                .map(|(m, &global)| m.get(&id).copied().unwrap_or(i64::MIN).max(global))
+                .min()
+                .unwrap_or(i64::MIN);
+            let passed = self.substreams.entry(id).or_insert(i64::MIN);
+            if min > *passed {
+                *passed = min;
+                advanced.push((id, EventTime(min)));
+            }
+        }
+        advanced
+    }
 }
 
 /// Counters of one input.
@@ -89,213 +128,241 @@ fn diag(span: iotql_dsl::Span, message: impl Into<String>) -> Vec<Diagnostic> {
     vec![Diagnostic::new("iotql::plan", span, message, "here")]
 }
 
+type Compiled = Result<(Box<dyn Operator>, SchemaRef), Vec<Diagnostic>>;
+
+/// What compiling a plan collects besides the operators.
+struct Build<'a> {
+    input_schemas: &'a HashMap<String, SchemaRef>,
+    sinks: HashMap<String, Box<dyn Sink>>,
+    compiler: &'a ExprCompiler,
+    scans: HashMap<String, NodeId>,
+    inputs: Vec<InputStats>,
+    outputs: Vec<OutputStats>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Build<'_> {
+    fn node(&mut self, id: NodeId, node: &crate::plan::Node, schemas: &[SchemaRef]) -> Compiled {
+        let input = node.inputs.first().map(|&i| schemas[i].clone());
+        match (&node.kind, input) {
+            (NodeKind::Scan { input }, _) => self.scan(id, input, node.span),
+            (
+                NodeKind::Timestamp {
+                    input,
+                    by,
+                    over,
+                    time,
+                },
+                Some(schema),
+            ) => self.timestamp(input, by.as_ref(), over, *time, &schema, node.span),
+            (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
+            (NodeKind::Project { items }, Some(schema)) => {
+                Projection::compile(items, &schema, self.compiler).map(|p| {
+                    let s = p.schema.clone();
+                    (Box::new(ProjectOperator::new(p)) as Box<dyn Operator>, s)
+                })
+            }
+            (
+                NodeKind::WindowAggregate {
+                    window,
+                    group_by,
+                    items,
+                    having,
+                },
+                Some(schema),
+            ) => crate::window::compile(
+                window,
+                group_by,
+                items,
+                having.as_ref(),
+                &schema,
+                self.compiler,
+            ),
+            (NodeKind::Union, Some(schema)) => {
+                if node
+                    .inputs
+                    .iter()
+                    .any(|&i| schemas[i].fields().len() != schema.fields().len())
+                {
+                    Err(diag(
+                        node.span,
+                        "the SELECTs of a UNION must have the same number of columns",
+                    ))
+                } else {
+                    Ok((Box::new(UnionOperator::new(schema.clone())), schema))
+                }
+            }
+            (NodeKind::Sink { output }, Some(schema)) => self.sink(output, schema, node.span),
+            (_, None) => Err(diag(node.span, "internal: an operator without input")),
+        }
+    }
+
+    fn scan(&mut self, id: NodeId, input: &str, span: iotql_dsl::Span) -> Compiled {
+        let schema = self
+            .input_schemas
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(input))
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| diag(span, format!("input `{input}` is not bound to a source")))?;
+        self.scans.insert(input.to_ascii_lowercase(), id);
+        Ok((
+            Box::new(ScanOperator::new(&schema)),
+            scan::with_position(&schema),
+        ))
+    }
+
+    fn timestamp(
+        &mut self,
+        input: &str,
+        by: Option<&iotql_dsl::ast::Expr>,
+        over: &[iotql_dsl::ast::Expr],
+        time: crate::plan::TimePolicy,
+        schema: &SchemaRef,
+        span: iotql_dsl::Span,
+    ) -> Compiled {
+        let by = match by {
+            None => None,
+            Some(e) => {
+                let p = self.compiler.compile(e, schema).map_err(|d| vec![d])?;
+                match p.data_type(schema) {
+                    Ok(t) if is_time_type(&t) => Some(p),
+                    Ok(t) => {
+                        return Err(diag(
+                            e.span,
+                            format!(
+                                "TIMESTAMP BY needs a time, a time string or an epoch number, not {t}"
+                            ),
+                        ));
+                    }
+                    Err(err) => return Err(diag(e.span, err.to_string())),
+                }
+            }
+        };
+        let over = over
+            .iter()
+            .map(|k| self.compiler.compile(k, schema))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| vec![d])?;
+        // Every TIMESTAMP BY of an input counts into the input's figures.
+        let stats = match self
+            .inputs
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(input))
+        {
+            Some(i) => i.stats.clone(),
+            None => {
+                let stats = Arc::new(TimestampStats::default());
+                self.inputs.push(InputStats {
+                    name: input.to_string(),
+                    stats: stats.clone(),
+                });
+                stats
+            }
+        };
+        let op = TimestampOperator::new(input.to_string(), by, over, time, schema, stats)
+            .map_err(|e| diag(span, e.to_string()))?;
+        let schema = op.schema();
+        Ok((Box::new(op), schema))
+    }
+
+    fn filter(&mut self, predicate: &iotql_dsl::ast::Expr, schema: SchemaRef) -> Compiled {
+        let p = self
+            .compiler
+            .compile(predicate, &schema)
+            .map_err(|d| vec![d])?;
+        match p.data_type(&schema) {
+            Ok(DataType::Boolean | DataType::Null) => {
+                Ok((Box::new(FilterOperator::new(p)), schema))
+            }
+            Ok(t) => Err(diag(
+                predicate.span,
+                format!("WHERE needs a condition, but this is {t}"),
+            )),
+            Err(e) => Err(diag(predicate.span, e.to_string())),
+        }
+    }
+
+    fn sink(&mut self, output: &str, schema: SchemaRef, span: iotql_dsl::Span) -> Compiled {
+        let key = self
+            .sinks
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(output))
+            .cloned();
+        let mut sink = key
+            .and_then(|k| self.sinks.remove(&k))
+            .ok_or_else(|| diag(span, format!("output `{output}` is not bound to a sink")))?;
+        let visible = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| !f.name().starts_with("__iotql_"))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        if let Err(e) = sink.start(&visible) {
+            self.problems.push(Diagnostic::new(
+                "iotql::sink",
+                span,
+                e.to_string(),
+                "this output",
+            ));
+        }
+        let rows = Arc::new(AtomicU64::new(0));
+        self.outputs.push(OutputStats {
+            name: output.to_string(),
+            rows: rows.clone(),
+        });
+        let counting = CountingSink { inner: sink, rows };
+        Ok((Box::new(SinkOperator::new(Box::new(counting))), schema))
+    }
+}
+
 impl Dataflow {
     /// Compiles `plan` against the inputs' schemas, writing to `sinks`
     /// (one per output of the plan, by name).
     pub fn compile(
         plan: &LogicalPlan,
         input_schemas: &HashMap<String, SchemaRef>,
-        mut sinks: HashMap<String, Box<dyn Sink>>,
+        sinks: HashMap<String, Box<dyn Sink>>,
         compiler: &ExprCompiler,
     ) -> Result<Dataflow, Vec<Diagnostic>> {
+        let mut build = Build {
+            input_schemas,
+            sinks,
+            compiler,
+            scans: HashMap::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            problems: Vec::new(),
+        };
         let mut schemas: Vec<SchemaRef> = Vec::with_capacity(plan.nodes.len());
         let mut nodes = Vec::with_capacity(plan.nodes.len());
-        let mut scans = HashMap::new();
-        let mut inputs = Vec::new();
-        let mut outputs = Vec::new();
-        let mut problems = Vec::new();
+        // A node after one that could not be compiled is not compiled:
+        // its problems would only repeat the first.
+        let mut failed = vec![false; plan.nodes.len()];
         for (id, node) in plan.nodes.iter().enumerate() {
-            let input_schema = node.inputs.first().map(|&i| schemas[i].clone());
-            let compiled: Result<(Box<dyn Operator>, SchemaRef), Vec<Diagnostic>> = match (
-                &node.kind,
-                input_schema,
-            ) {
-                (NodeKind::Scan { input }, _) => {
-                    let schema = input_schemas
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(input))
-                        .map(|(_, s)| s.clone());
-                    match schema {
-                        Some(s) => {
-                            scans.insert(input.to_ascii_lowercase(), id);
-                            let op = ScanOperator::new(&s);
-                            Ok((Box::new(op) as Box<dyn Operator>, scan::with_position(&s)))
-                        }
-                        None => Err(diag(
-                            node.span,
-                            format!("input `{input}` is not bound to a source"),
-                        )),
-                    }
-                }
-                (
-                    NodeKind::Timestamp {
-                        input, by, time, ..
-                    },
-                    Some(schema),
-                ) => {
-                    let by = match by {
-                        Some(e) => match compiler.compile(e, &schema) {
-                            Ok(p) => match p.data_type(&schema) {
-                                Ok(t) if is_time_type(&t) => Ok(Some(p)),
-                                Ok(t) => Err(diag(
-                                    e.span,
-                                    format!(
-                                        "TIMESTAMP BY needs a time, a time string or an epoch number, not {t}"
-                                    ),
-                                )),
-                                Err(err) => Err(diag(e.span, err.to_string())),
-                            },
-                            Err(d) => Err(vec![d]),
-                        },
-                        None => Ok(None),
-                    };
-                    by.and_then(|by| {
-                        let stats = Arc::new(TimestampStats::default());
-                        if !inputs
-                            .iter()
-                            .any(|i: &InputStats| i.name.eq_ignore_ascii_case(input))
-                        {
-                            inputs.push(InputStats {
-                                name: input.clone(),
-                                stats: stats.clone(),
-                            });
-                        }
-                        let stats = inputs
-                            .iter()
-                            .find(|i| i.name.eq_ignore_ascii_case(input))
-                            .map_or(stats, |i| i.stats.clone());
-                        TimestampOperator::new(input.clone(), by, *time, &schema, stats)
-                            .map(|op| {
-                                let s = op.schema();
-                                (Box::new(op) as Box<dyn Operator>, s)
-                            })
-                            .map_err(|e| diag(node.span, e.to_string()))
-                    })
-                }
-                (NodeKind::Filter { predicate }, Some(schema)) => compiler
-                    .compile(predicate, &schema)
-                    .map_err(|d| vec![d])
-                    .and_then(|p| match p.data_type(&schema) {
-                        Ok(DataType::Boolean | DataType::Null) => Ok((
-                            Box::new(FilterOperator::new(p)) as Box<dyn Operator>,
-                            schema.clone(),
-                        )),
-                        Ok(t) => Err(diag(
-                            predicate.span,
-                            format!("WHERE needs a condition, but this is {t}"),
-                        )),
-                        Err(e) => Err(diag(predicate.span, e.to_string())),
-                    }),
-                (NodeKind::Project { items }, Some(schema)) => {
-                    Projection::compile(items, &schema, compiler).map(|p| {
-                        let s = p.schema.clone();
-                        (Box::new(ProjectOperator::new(p)) as Box<dyn Operator>, s)
-                    })
-                }
-                (
-                    NodeKind::WindowAggregate {
-                        window,
-                        group_by,
-                        items,
-                        having,
-                    },
-                    Some(schema),
-                ) => crate::window::compile(
-                    window,
-                    group_by,
-                    items,
-                    having.as_ref(),
-                    &schema,
-                    compiler,
-                ),
-                (NodeKind::Union, Some(schema)) => {
-                    let widths: Vec<usize> = node
-                        .inputs
-                        .iter()
-                        .map(|&i| schemas[i].fields().len())
-                        .collect();
-                    if widths.iter().any(|&w| w != schema.fields().len()) {
-                        Err(diag(
-                            node.span,
-                            "the SELECTs of a UNION must have the same number of columns",
-                        ))
-                    } else {
-                        Ok((
-                            Box::new(UnionOperator::new(schema.clone())) as Box<dyn Operator>,
-                            schema,
-                        ))
-                    }
-                }
-                (NodeKind::Sink { output }, Some(schema)) => {
-                    let key = sinks
-                        .keys()
-                        .find(|k| k.eq_ignore_ascii_case(output))
-                        .cloned();
-                    match key.and_then(|k| sinks.remove(&k)) {
-                        Some(mut sink) => {
-                            let visible = Arc::new(datafusion::arrow::datatypes::Schema::new(
-                                schema
-                                    .fields()
-                                    .iter()
-                                    .filter(|f| !f.name().starts_with("__iotql_"))
-                                    .cloned()
-                                    .collect::<Vec<_>>(),
-                            ));
-                            if let Err(e) = sink.start(&visible) {
-                                problems.push(Diagnostic::new(
-                                    "iotql::sink",
-                                    node.span,
-                                    e.to_string(),
-                                    "this output",
-                                ));
-                            }
-                            let rows = Arc::new(AtomicU64::new(0));
-                            outputs.push(OutputStats {
-                                name: output.clone(),
-                                rows: rows.clone(),
-                            });
-                            let counting = CountingSink { inner: sink, rows };
-                            Ok((
-                                Box::new(SinkOperator::new(Box::new(counting)))
-                                    as Box<dyn Operator>,
-                                schema,
-                            ))
-                        }
-                        None => Err(diag(
-                            node.span,
-                            format!("output `{output}` is not bound to a sink"),
-                        )),
-                    }
-                }
-                (_, None) => Err(diag(node.span, "internal: an operator without input")),
+            let compiled = if node.inputs.iter().any(|&i| failed[i]) {
+                Err(Vec::new())
+            } else {
+                build.node(id, node, &schemas)
             };
             match compiled {
                 Ok((op, schema)) => {
                     schemas.push(schema);
-                    nodes.push(RuntimeNode {
-                        op,
-                        input_watermarks: vec![i64::MIN; node.inputs.len().max(1)],
-                        watermark: i64::MIN,
-                        ended: false,
-                    });
+                    nodes.push(RuntimeNode::new(op, node.inputs.len().max(1)));
                 }
                 Err(d) => {
-                    problems.extend(d);
-                    // Later nodes still get checked, against an empty schema.
-                    schemas.push(Arc::new(datafusion::arrow::datatypes::Schema::empty()));
-                    nodes.push(RuntimeNode {
-                        op: Box::new(UnionOperator::new(Arc::new(
-                            datafusion::arrow::datatypes::Schema::empty(),
-                        ))),
-                        input_watermarks: vec![],
-                        watermark: i64::MIN,
-                        ended: false,
-                    });
+                    build.problems.extend(d);
+                    failed[id] = true;
+                    let empty = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+                    schemas.push(empty.clone());
+                    nodes.push(RuntimeNode::new(Box::new(UnionOperator::new(empty)), 0));
                 }
             }
         }
+        let mut problems = build.problems;
         if !problems.is_empty() {
-            // Problems downstream of a failed node repeat it: keep the first per span.
+            // Two statements reading one failed TIMESTAMP BY report it once.
             problems.dedup_by(|a, b| a.span.start == b.span.start && a.message == b.message);
             return Err(problems);
         }
@@ -308,9 +375,9 @@ impl Dataflow {
         Ok(Dataflow {
             nodes,
             consumers,
-            scans,
-            inputs,
-            outputs,
+            scans: build.scans,
+            inputs: build.inputs,
+            outputs: build.outputs,
             dead_letters: Vec::new(),
         })
     }
@@ -392,11 +459,33 @@ impl Dataflow {
                         .unwrap_or(i64::MIN);
                     if min > node.watermark {
                         node.watermark = min;
+                        if node.input_watermarks.len() > 1 {
+                            // An input's end releases the substreams it held back.
+                            let ids: Vec<u64> = node.substreams.keys().copied().collect();
+                            let advanced = node.advance_substreams(ids);
+                            if !advanced.is_empty() {
+                                node.op.on_substreams(Arc::new(advanced), &mut out)?;
+                            }
+                        }
                         node.op.on_watermark(EventTime(min), &mut out)?;
                         if min == i64::MAX && !node.ended {
                             node.ended = true;
                             node.op.on_end(&mut out)?;
                         }
+                    }
+                }
+                Message::Substreams(wms) if node.input_watermarks.len() <= 1 => {
+                    node.op.on_substreams(wms, &mut out)?;
+                }
+                Message::Substreams(wms) => {
+                    let received = &mut node.input_substreams[port];
+                    for &(id, wm) in wms.iter() {
+                        let slot = received.entry(id).or_insert(i64::MIN);
+                        *slot = (*slot).max(wm.0);
+                    }
+                    let advanced = node.advance_substreams(wms.iter().map(|&(id, _)| id));
+                    if !advanced.is_empty() {
+                        node.op.on_substreams(Arc::new(advanced), &mut out)?;
                     }
                 }
             }
@@ -422,6 +511,15 @@ impl Dataflow {
                 bytes.extend((n.input_watermarks.len() as u64).to_le_bytes());
                 for wm in &n.input_watermarks {
                     bytes.extend(wm.to_le_bytes());
+                }
+                for map in n.input_substreams.iter().chain([&n.substreams]) {
+                    let mut pairs: Vec<(&u64, &i64)> = map.iter().collect();
+                    pairs.sort_unstable();
+                    bytes.extend((pairs.len() as u64).to_le_bytes());
+                    for (id, wm) in pairs {
+                        bytes.extend(id.to_le_bytes());
+                        bytes.extend(wm.to_le_bytes());
+                    }
                 }
                 bytes.extend(n.op.snapshot()?);
                 Ok(bytes)
@@ -458,6 +556,22 @@ impl Dataflow {
             for wm in node.input_watermarks.iter_mut() {
                 *wm = i64::from_le_bytes(take8(at)?);
                 at += 8;
+            }
+            for map in node
+                .input_substreams
+                .iter_mut()
+                .chain([&mut node.substreams])
+            {
+                let count = usize::try_from(u64::from_le_bytes(take8(at)?)).map_err(|_| bad())?;
+                at += 8;
+                map.clear();
+                for _ in 0..count {
+                    map.insert(
+                        u64::from_le_bytes(take8(at)?),
+                        i64::from_le_bytes(take8(at + 8)?),
+                    );
+                    at += 16;
+                }
             }
             node.op.restore(&state[at..])?;
         }

@@ -13,6 +13,11 @@ pub const EVENT_TIME: &str = "__iotql_event_time";
 /// (line number) from a scan to the TIMESTAMP BY stage, for dead letters.
 pub const POSITION: &str = "__iotql_position";
 
+/// The name of the hidden column that carries each row's substream (a hash
+/// of its `TIMESTAMP BY ... OVER` key) from the TIMESTAMP BY stage to the
+/// windows, which keep one clock per substream.
+pub const SUBSTREAM: &str = "__iotql_substream";
+
 /// The Arrow type of event-time columns.
 pub fn event_time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

@@ -20,12 +20,13 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// `n` events of 3 devices, one every 7 seconds.
+/// `n` events of 3 devices, one every 7 seconds; device d1's clock is an
+/// hour behind the others'.
 fn events(n: usize) -> RecordBatch {
     let ids: Vec<String> = (0..n).map(|i| format!("d{}", i % 3)).collect();
     let ts: Vec<String> = (0..n)
         .map(|i| {
-            let s = i * 7;
+            let s = i * 7 + if i % 3 == 1 { 0 } else { 3600 };
             format!(
                 "2026-01-01T{:02}:{:02}:{:02}Z",
                 s / 3600,
@@ -59,6 +60,16 @@ const QUERIES: &[&str] = &[
      GROUP BY device_id, SessionWindow(second, 20, 120) OVER (PARTITION BY device_id)",
     "SELECT device_id, System.Timestamp() AS at, COUNT(*) AS n, MAX(v) AS hi
      INTO out FROM readings TIMESTAMP BY ts
+     GROUP BY device_id, SlidingWindow(second, 30)",
+    "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, SUM(v) AS total,
+            STDEV(v) AS sd
+     INTO out FROM readings TIMESTAMP BY ts OVER device_id
+     GROUP BY device_id, HoppingWindow(minute, 3, 1)",
+    "SELECT device_id, System.Timestamp() AS session_end, COUNT(*) AS n, SUM(v) AS total
+     INTO out FROM readings TIMESTAMP BY ts OVER device_id
+     GROUP BY device_id, SessionWindow(second, 20, 120) OVER (PARTITION BY device_id)",
+    "SELECT device_id, System.Timestamp() AS at, COUNT(*) AS n, MAX(v) AS hi
+     INTO out FROM readings TIMESTAMP BY ts OVER device_id
      GROUP BY device_id, SlidingWindow(second, 30)",
 ];
 

@@ -10,6 +10,8 @@ mod sink;
 pub(crate) mod timestamp;
 mod union;
 
+use std::sync::Arc;
+
 use datafusion::arrow::record_batch::RecordBatch;
 
 pub use filter::FilterOperator;
@@ -28,6 +30,10 @@ pub enum Message {
     Batch(RecordBatch),
     /// A promise: no later batch holds an event older than this.
     Watermark(EventTime),
+    /// The same promise per substream (`TIMESTAMP BY ... OVER`): no later
+    /// row of substream `id` is older than its time. Only substreams whose
+    /// watermark advanced are listed.
+    Substreams(Arc<Vec<(u64, EventTime)>>),
 }
 
 /// An event refused by the job, kept with where it came from and why.
@@ -73,6 +79,17 @@ pub trait Operator: Send {
     /// The watermark of this operator (the minimum over its inputs) advanced.
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
         out.watermark(wm);
+        Ok(())
+    }
+
+    /// Substream watermarks advanced (the minimum over the inputs, for an
+    /// operator with several).
+    fn on_substreams(
+        &mut self,
+        wms: Arc<Vec<(u64, EventTime)>>,
+        out: &mut Output,
+    ) -> Result<(), EngineError> {
+        out.messages.push(Message::Substreams(wms));
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! SELECT without GROUP BY: computes the select list for every row, and
-//! carries each row's event time along.
+//! carries each row's event time (and substream) along.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use iotql_dsl::ast::{ExprKind, SelectItem};
 use super::{Operator, Output};
 use crate::error::EngineError;
 use crate::expr::{ExprCompiler, find_field};
-use crate::time::EVENT_TIME;
+use crate::time::{EVENT_TIME, SUBSTREAM};
 
 /// A compiled select list: output columns and the expressions computing them.
 #[derive(Debug, Clone)]
@@ -83,6 +83,10 @@ impl Projection {
         };
         exprs.push(Arc::new(Column::new(EVENT_TIME, time_index)));
         fields.push(input.field(time_index).clone());
+        if let Ok(i) = input.index_of(SUBSTREAM) {
+            exprs.push(Arc::new(Column::new(SUBSTREAM, i)));
+            fields.push(input.field(i).clone());
+        }
         if problems.is_empty() {
             Ok(Projection {
                 exprs,

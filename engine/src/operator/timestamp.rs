@@ -3,7 +3,15 @@
 //! the late policy to rows older than the watermark: adjust their event
 //! time to the watermark, or drop them. Rows whose time cannot be read go
 //! to the dead-letter output.
+//!
+//! With `TIMESTAMP BY ... OVER key` every key is a substream with a clock
+//! of its own: its watermark is its own largest event time minus the
+//! tolerance, the late policy compares a row with its substream's
+//! watermark, and the operator sends per-substream watermarks downstream
+//! (and no global one until the input ends), with each row's substream in
+//! a hidden column.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,12 +21,13 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{CastOptions, cast_with_options, filter};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{DeadLetter, Operator, Output};
+use super::{DeadLetter, Message, Operator, Output};
 use crate::error::EngineError;
 use crate::plan::{LatePolicy, TimePolicy};
-use crate::time::{EVENT_TIME, EventTime, POSITION, event_time_type, micros_of};
+use crate::time::{EVENT_TIME, EventTime, POSITION, SUBSTREAM, event_time_type, micros_of};
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
 #[derive(Debug)]
@@ -27,7 +36,8 @@ pub struct TimestampStats {
     pub late_adjusted: AtomicU64,
     pub late_dropped: AtomicU64,
     pub dead_lettered: AtomicU64,
-    /// The input's watermark in microseconds (`i64::MIN` before any event).
+    /// The input's watermark in microseconds (`i64::MIN` before any event);
+    /// with substreams, the most advanced substream's.
     pub watermark: std::sync::atomic::AtomicI64,
 }
 
@@ -61,7 +71,33 @@ pub struct TimestampOperator {
     out_schema: SchemaRef,
     position_index: usize,
     max_seen: i64,
+    substreams: Option<Substreams>,
     stats: Arc<TimestampStats>,
+}
+
+/// The clocks of `OVER` substreams.
+#[derive(Debug)]
+struct Substreams {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    /// Substream -> its largest event time.
+    max_seen: HashMap<u64, i64>,
+}
+
+impl Substreams {
+    /// Each row's substream: a hash of its key, the same in every run.
+    fn ids(&self, batch: &RecordBatch) -> Result<Vec<u64>, EngineError> {
+        let n = batch.num_rows();
+        let columns = self
+            .keys
+            .iter()
+            .map(|k| k.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self.converter.convert_columns(&columns)?;
+        Ok((0..n)
+            .map(|i| twox_hash::XxHash3_64::oneshot(rows.row(i).as_ref()))
+            .collect())
+    }
 }
 
 /// Whether values of this type can be event times.
@@ -88,10 +124,12 @@ pub fn is_time_type(t: &DataType) -> bool {
 }
 
 impl TimestampOperator {
-    /// `input_schema` carries the position column; `by` is compiled over it.
+    /// `input_schema` carries the position column; `by` and the `over`
+    /// keys are compiled over it.
     pub fn new(
         input: String,
         by: Option<Arc<dyn PhysicalExpr>>,
+        over: Vec<Arc<dyn PhysicalExpr>>,
         policy: TimePolicy,
         input_schema: &SchemaRef,
         stats: Arc<TimestampStats>,
@@ -99,13 +137,27 @@ impl TimestampOperator {
         let position_index = input_schema.index_of(POSITION).map_err(|_| {
             EngineError::Internal("TIMESTAMP BY input has no position column".into())
         })?;
+        let substreams = if over.is_empty() {
+            None
+        } else {
+            let fields = over
+                .iter()
+                .map(|k| Ok(SortField::new(k.data_type(input_schema)?)))
+                .collect::<Result<Vec<_>, EngineError>>()?;
+            Some(Substreams {
+                keys: over,
+                converter: RowConverter::new(fields)?,
+                max_seen: HashMap::new(),
+            })
+        };
         Ok(Self {
             input,
             by,
             policy,
-            out_schema: output_schema(input_schema),
+            out_schema: output_schema(input_schema, substreams.is_some()),
             position_index,
             max_seen: i64::MIN,
+            substreams,
             stats,
         })
     }
@@ -114,12 +166,12 @@ impl TimestampOperator {
         self.out_schema.clone()
     }
 
-    fn watermark(&self) -> i64 {
-        if self.max_seen == i64::MIN {
+    /// The watermark of a clock whose largest event time is `max_seen`.
+    fn watermark(&self, max_seen: i64) -> i64 {
+        if max_seen == i64::MIN {
             i64::MIN
         } else {
-            self.max_seen
-                .saturating_sub(micros_of(self.policy.out_of_order))
+            max_seen.saturating_sub(micros_of(self.policy.out_of_order))
         }
     }
 
@@ -138,8 +190,9 @@ impl TimestampOperator {
     }
 }
 
-/// The input schema without the position column, with the event time last.
-fn output_schema(input: &SchemaRef) -> SchemaRef {
+/// The input schema without the position column, with the event time (and
+/// the substream) last.
+fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
@@ -147,6 +200,9 @@ fn output_schema(input: &SchemaRef) -> SchemaRef {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EVENT_TIME, event_time_type(), false));
+    if substreams {
+        fields.push(Field::new(SUBSTREAM, DataType::UInt64, false));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -375,9 +431,17 @@ impl Operator for TimestampOperator {
                 vec![Some(now); n]
             }
         };
+        let ids = match &self.substreams {
+            Some(s) => Some(s.ids(&batch)?),
+            None => None,
+        };
         let out_of_order = micros_of(self.policy.out_of_order);
+        let late_policy = self.policy.late_policy;
         let mut keep = Vec::with_capacity(n);
         let mut event_times = Vec::with_capacity(n);
+        let mut kept_ids = Vec::new();
+        // Substreams whose clock moved, in the order first seen.
+        let (mut touched, mut moved) = (Vec::new(), HashSet::new());
         let (mut adjusted, mut dropped) = (0u64, 0u64);
         for (row, t) in times.into_iter().enumerate() {
             let Some(mut t) = t else {
@@ -401,13 +465,17 @@ impl Operator for TimestampOperator {
                 keep.push(false);
                 continue;
             };
-            let watermark = if self.max_seen == i64::MIN {
+            let max_seen = match (&mut self.substreams, &ids) {
+                (Some(s), Some(ids)) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
+                _ => &mut self.max_seen,
+            };
+            let watermark = if *max_seen == i64::MIN {
                 i64::MIN
             } else {
-                self.max_seen.saturating_sub(out_of_order)
+                max_seen.saturating_sub(out_of_order)
             };
             if t < watermark {
-                match self.policy.late_policy {
+                match late_policy {
                     LatePolicy::Adjust => {
                         adjusted += 1;
                         t = watermark;
@@ -419,9 +487,19 @@ impl Operator for TimestampOperator {
                     }
                 }
             }
-            self.max_seen = self.max_seen.max(t);
+            if t > *max_seen {
+                *max_seen = t;
+                if let Some(ids) = &ids
+                    && moved.insert(ids[row])
+                {
+                    touched.push(ids[row]);
+                }
+            }
             keep.push(true);
             event_times.push(t);
+            if let Some(ids) = &ids {
+                kept_ids.push(ids[row]);
+            }
         }
         self.stats
             .late_adjusted
@@ -447,24 +525,70 @@ impl Operator for TimestampOperator {
         }
         let times = TimestampMicrosecondArray::from(event_times).with_timezone("UTC");
         columns.push(Arc::new(times));
+        if ids.is_some() {
+            columns.push(Arc::new(UInt64Array::from(kept_ids)));
+        }
         out.batch(RecordBatch::try_new(self.out_schema.clone(), columns)?);
-        let wm = self.watermark();
-        if wm > i64::MIN {
-            self.stats.watermark.fetch_max(wm, Ordering::Relaxed);
-            out.watermark(EventTime(wm));
+        match &self.substreams {
+            None => {
+                let wm = self.watermark(self.max_seen);
+                if wm > i64::MIN {
+                    self.stats.watermark.fetch_max(wm, Ordering::Relaxed);
+                    out.watermark(EventTime(wm));
+                }
+            }
+            Some(s) if !touched.is_empty() => {
+                let wms: Vec<(u64, EventTime)> = touched
+                    .into_iter()
+                    .map(|id| {
+                        let max = s.max_seen.get(&id).copied().unwrap_or(i64::MIN);
+                        (id, EventTime(self.watermark(max)))
+                    })
+                    .collect();
+                if let Some(newest) = wms.iter().map(|(_, wm)| wm.0).max() {
+                    self.stats.watermark.fetch_max(newest, Ordering::Relaxed);
+                }
+                out.messages.push(Message::Substreams(Arc::new(wms)));
+            }
+            Some(_) => {}
         }
         Ok(())
     }
 
+    /// The largest event time, then each substream's (id, largest event time).
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
-        Ok(self.max_seen.to_le_bytes().to_vec())
+        let mut bytes = self.max_seen.to_le_bytes().to_vec();
+        if let Some(s) = &self.substreams {
+            let mut clocks: Vec<(&u64, &i64)> = s.max_seen.iter().collect();
+            clocks.sort_unstable();
+            for (id, max) in clocks {
+                bytes.extend(id.to_le_bytes());
+                bytes.extend(max.to_le_bytes());
+            }
+        }
+        Ok(bytes)
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
-        let bytes: [u8; 8] = state
-            .try_into()
-            .map_err(|_| EngineError::State("a TIMESTAMP BY state is 8 bytes".into()))?;
-        self.max_seen = i64::from_le_bytes(bytes);
+        let bad = || EngineError::State("a TIMESTAMP BY state does not fit this job".into());
+        let (head, clocks) = state.split_at_checked(8).ok_or_else(bad)?;
+        self.max_seen = i64::from_le_bytes(head.try_into().map_err(|_| bad())?);
+        match &mut self.substreams {
+            None if clocks.is_empty() => {}
+            Some(s) if clocks.len() % 16 == 0 => {
+                s.max_seen = clocks
+                    .chunks_exact(16)
+                    .map(|c| {
+                        let (id, max) = c.split_at(8);
+                        Ok((
+                            u64::from_le_bytes(id.try_into().map_err(|_| bad())?),
+                            i64::from_le_bytes(max.try_into().map_err(|_| bad())?),
+                        ))
+                    })
+                    .collect::<Result<_, EngineError>>()?;
+            }
+            _ => return Err(bad()),
+        }
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ pub fn build(script: &Script, options: &PlanOptions) -> Result<LogicalPlan, Vec<
         scans: HashMap::new(),
         timestamps: HashMap::new(),
         sinks: BTreeMap::new(),
+        substreams: HashMap::new(),
         problems: Vec::new(),
     };
     for s in &script.statements {
@@ -81,7 +82,56 @@ struct Planner<'a> {
     timestamps: HashMap<(String, String), NodeId>,
     /// Output name (lower case) -> (name as first written, the nodes writing to it, span).
     sinks: BTreeMap<String, (String, Vec<NodeId>, Span)>,
+    /// Nodes whose rows come in substreams (`TIMESTAMP BY ... OVER`).
+    substreams: HashMap<NodeId, Substreams>,
     problems: Vec<Diagnostic>,
+}
+
+/// Where the OVER keys of a stream's substreams are among its columns.
+#[derive(Debug, Clone, PartialEq)]
+struct Substreams {
+    /// Each key as the stream's rows name it (see [`key_text`]); `None`
+    /// once a SELECT has dropped it.
+    keys: Vec<Option<String>>,
+    /// The keys as first written, for messages.
+    written: Vec<String>,
+}
+
+impl Substreams {
+    /// The keys after a select list: renamed by an alias, kept by `*`,
+    /// lost when not selected.
+    fn through(&self, items: &[SelectItem]) -> Substreams {
+        let wildcard = items.iter().any(|i| matches!(i, SelectItem::Wildcard(_)));
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                let key = key.as_ref()?;
+                let renamed = items.iter().find_map(|item| match item {
+                    SelectItem::Expr { expr, alias, .. } if key_text(expr) == *key => Some(
+                        alias
+                            .as_ref()
+                            .map_or_else(|| key.clone(), |a| a.value.to_lowercase()),
+                    ),
+                    _ => None,
+                });
+                renamed.or_else(|| wildcard.then(|| key.clone()))
+            })
+            .collect();
+        Substreams {
+            keys,
+            written: self.written.clone(),
+        }
+    }
+}
+
+/// How a grouping or OVER key is compared: a column by its last name, any
+/// other expression by its canonical text, both without case.
+fn key_text(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Column(path) => path[path.len() - 1].value.to_lowercase(),
+        _ => e.to_string().to_lowercase(),
+    }
 }
 
 impl Planner<'_> {
@@ -135,7 +185,32 @@ impl Planner<'_> {
                     .into_iter()
                     .filter_map(|s| self.select(s))
                     .collect();
-                (ids.len() == e.selects().len()).then(|| self.add(NodeKind::Union, ids, *span))
+                if ids.len() != e.selects().len() {
+                    return None;
+                }
+                let streams: Vec<Option<Substreams>> = ids
+                    .iter()
+                    .map(|i| self.substreams.get(i).cloned())
+                    .collect();
+                if streams.iter().any(|s| s != &streams[0]) {
+                    self.problems.push(
+                        Diagnostic::new(
+                            "iotql::substreams",
+                            *span,
+                            "the SELECTs of this UNION differ in their substreams",
+                            "here",
+                        )
+                        .with_help(
+                            "use TIMESTAMP BY ... OVER with the same key for every input of a UNION, or for none",
+                        ),
+                    );
+                    return None;
+                }
+                let id = self.add(NodeKind::Union, ids, *span);
+                if let Some(s) = streams.into_iter().next().flatten() {
+                    self.substreams.insert(id, s);
+                }
+                Some(id)
             }
         }
     }
@@ -151,6 +226,7 @@ impl Planner<'_> {
         }
         self.refuse_analytics(s);
         let mut current = self.source(&s.from.source)?;
+        let substreams = self.substreams.get(&current).cloned();
         if let Some(w) = &s.where_clause {
             current = self.add(
                 NodeKind::Filter {
@@ -159,6 +235,9 @@ impl Planner<'_> {
                 vec![current],
                 w.span,
             );
+        }
+        if let (Some(g), Some(sub)) = (&s.group_by, &substreams) {
+            self.check_substream_keys(g, sub)?;
         }
         let id = match &s.group_by {
             None => self.add(
@@ -194,7 +273,44 @@ impl Planner<'_> {
                 )
             }
         };
+        if let Some(sub) = substreams {
+            self.substreams.insert(id, sub.through(&s.projection));
+        }
         Some(id)
+    }
+
+    /// A window over substreams closes per substream, so it must group by
+    /// every OVER key (or partition a session window by it).
+    fn check_substream_keys(&mut self, g: &GroupBy, sub: &Substreams) -> Option<()> {
+        let mut grouped: Vec<String> = g.keys().map(key_text).collect();
+        for item in &g.items {
+            if let GroupItem::Window(w) = item {
+                grouped.extend(w.partition_by.iter().map(key_text));
+            }
+        }
+        let missing: Vec<&str> = sub
+            .keys
+            .iter()
+            .zip(&sub.written)
+            .filter(|(key, _)| key.as_ref().is_none_or(|k| !grouped.contains(k)))
+            .map(|(_, written)| written.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Some(());
+        }
+        let list = missing.join(", ");
+        self.problems.push(
+            Diagnostic::new(
+                "iotql::substreams",
+                g.span,
+                format!("a window over substreams must GROUP BY their OVER key ({list})"),
+                "does not group by the OVER key",
+            )
+            .with_help(format!(
+                "each substream (TIMESTAMP BY ... OVER {list}) has a clock of its own, so a window closes per substream: add {list} to the GROUP BY, or select it under its name in the steps before"
+            )),
+        );
+        None
     }
 
     /// Analytic functions (LAG, LAST, ISFIRST, anything with LIMIT DURATION)
@@ -300,14 +416,10 @@ impl Planner<'_> {
             Some(t) => (Some(t.expr.clone()), t.over.clone(), t.span),
             None => (None, Vec::new(), src.span),
         };
-        if let Some(first) = over.first() {
-            self.unsupported(
-                first.span,
-                "TIMESTAMP BY ... OVER (substreams)",
-                "a later engine step",
-            );
-            return None;
-        }
+        let substreams = (!over.is_empty()).then(|| Substreams {
+            keys: over.iter().map(|k| Some(key_text(k))).collect(),
+            written: over.iter().map(|k| k.to_string()).collect(),
+        });
         let id = self.add(
             NodeKind::Timestamp {
                 input: input_name,
@@ -319,6 +431,9 @@ impl Planner<'_> {
             span,
         );
         self.timestamps.insert((key, ts_text), id);
+        if let Some(s) = substreams {
+            self.substreams.insert(id, s);
+        }
         Some(id)
     }
 

@@ -30,11 +30,18 @@ impl Display for NodeKind {
         match self {
             NodeKind::Scan { input } => write!(f, "Scan {input}"),
             NodeKind::Timestamp {
-                input, by, time, ..
+                input,
+                by,
+                over,
+                time,
             } => {
                 match by {
                     Some(e) => write!(f, "Timestamp {input} BY {e}")?,
                     None => write!(f, "Timestamp {input} BY arrival time")?,
+                }
+                if !over.is_empty() {
+                    let keys: Vec<String> = over.iter().map(ToString::to_string).collect();
+                    write!(f, " OVER {} (a clock per substream)", keys.join(", "))?;
                 }
                 let policy = match time.late_policy {
                     LatePolicy::Adjust => "adjust",

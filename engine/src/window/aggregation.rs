@@ -112,6 +112,7 @@ impl Inputs {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Aggregation {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     key_schema: SchemaRef,

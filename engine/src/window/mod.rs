@@ -11,6 +11,7 @@ mod ipc;
 mod percentile;
 mod session;
 mod sliding;
+mod substream;
 
 pub use aggregate::WindowAggregateOperator;
 
@@ -21,11 +22,14 @@ use iotql_dsl::ast::{self, Expr, GroupBy, SelectItem};
 use crate::expr::ExprCompiler;
 use crate::operator::Operator;
 use crate::plan::WindowSpec;
+use crate::time::SUBSTREAM;
 use aggregate::Assigner;
 use aggregation::Aggregation;
+use substream::{Factory, SubstreamWindows};
 
 /// Compiles a windowed SELECT over `input` (which carries the event time)
 /// into the operator for its kind of window, and the schema of its rows.
+/// Over substreams, each substream gets an operator of its own.
 pub fn compile(
     window: &WindowSpec,
     group_by: &GroupBy,
@@ -38,20 +42,41 @@ pub fn compile(
         |span, message: &str| vec![Diagnostic::new("iotql::plan", span, message, "here")];
     let aggregation = Aggregation::compile(group_by, items, having, input, compiler)?;
     let schema = aggregation.schema();
+    let (make, span) = factory(window, aggregation, input, compiler, &plan_error)?;
+    // Made once here, so that a window that cannot be built is refused
+    // before anything runs.
+    let first = make().map_err(|e| plan_error(span, &e.to_string()))?;
+    if input.index_of(SUBSTREAM).is_ok() {
+        let op = SubstreamWindows::new(make, &schema);
+        let schema = op.schema();
+        Ok((Box::new(op), schema))
+    } else {
+        Ok((first, schema))
+    }
+}
+
+/// How to make the operator of `window`, and the window's span.
+fn factory(
+    window: &WindowSpec,
+    aggregation: Aggregation,
+    input: &SchemaRef,
+    compiler: &ExprCompiler,
+    plan_error: &dyn Fn(iotql_dsl::Span, &str) -> Vec<Diagnostic>,
+) -> Result<(Factory, iotql_dsl::Span), Vec<Diagnostic>> {
     let w = match window {
         WindowSpec::Snapshot => {
-            return Ok((
-                Box::new(WindowAggregateOperator::new(
+            let make: Factory = Box::new(move || {
+                Ok(Box::new(WindowAggregateOperator::new(
                     Assigner::Snapshot,
-                    aggregation,
-                )),
-                schema,
-            ));
+                    aggregation.clone(),
+                )))
+            });
+            return Ok((make, iotql_dsl::Span::default()));
         }
         WindowSpec::Window(w) => w,
     };
     let micros = |d: Option<ast::Duration>| d.and_then(|d| d.micros());
-    let op: Box<dyn Operator> = match w.kind {
+    let make: Factory = match w.kind {
         ast::WindowKind::Tumbling | ast::WindowKind::Hopping => {
             let size = micros(w.size)
                 .ok_or_else(|| plan_error(w.span, "the window size must be a time"))?;
@@ -67,18 +92,23 @@ pub fn compile(
                 ));
             }
             let offset = micros(w.offset).unwrap_or(0);
-            Box::new(WindowAggregateOperator::new(
-                Assigner::Grid(Grid { size, hop, offset }),
-                aggregation,
-            ))
+            let grid = Grid { size, hop, offset };
+            Box::new(move || {
+                Ok(Box::new(WindowAggregateOperator::new(
+                    Assigner::Grid(grid),
+                    aggregation.clone(),
+                )))
+            })
         }
         ast::WindowKind::Sliding => {
             let size = micros(w.size)
                 .ok_or_else(|| plan_error(w.span, "the window size must be a time"))?;
-            Box::new(
-                sliding::SlidingWindowOperator::new(aggregation, size)
-                    .map_err(|e| plan_error(w.span, &e.to_string()))?,
-            )
+            Box::new(move || {
+                Ok(Box::new(sliding::SlidingWindowOperator::new(
+                    aggregation.clone(),
+                    size,
+                )?))
+            })
         }
         ast::WindowKind::Session => {
             let timeout = micros(w.timeout)
@@ -97,13 +127,19 @@ pub fn compile(
                 .map(|k| compiler.compile(k, input))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|d| vec![d])?;
-            Box::new(
-                session::SessionWindowOperator::new(aggregation, timeout, max, partition, input)
-                    .map_err(|e| plan_error(w.span, &e.to_string()))?,
-            )
+            let input = input.clone();
+            Box::new(move || {
+                Ok(Box::new(session::SessionWindowOperator::new(
+                    aggregation.clone(),
+                    timeout,
+                    max,
+                    partition.clone(),
+                    &input,
+                )?))
+            })
         }
     };
-    Ok((op, schema))
+    Ok((make, w.span))
 }
 
 /// Tumbling and hopping windows: ends on the grid `offset + k * hop`, each
