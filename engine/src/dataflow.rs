@@ -152,9 +152,18 @@ impl Build<'_> {
                     by,
                     over,
                     time,
+                    arrival,
                 },
                 Some(schema),
-            ) => self.timestamp(input, by.as_ref(), over, *time, &schema, node.span),
+            ) => self.timestamp(
+                input,
+                by.as_ref(),
+                over,
+                *time,
+                arrival.as_deref(),
+                &schema,
+                node.span,
+            ),
             (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
             (NodeKind::Project { items }, Some(schema)) => {
                 Projection::compile(items, &schema, self.compiler).map(|p| {
@@ -211,15 +220,46 @@ impl Build<'_> {
         ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn timestamp(
         &mut self,
         input: &str,
         by: Option<&iotql_dsl::ast::Expr>,
         over: &[iotql_dsl::ast::Expr],
         time: crate::plan::TimePolicy,
+        arrival: Option<&str>,
         schema: &SchemaRef,
         span: iotql_dsl::Span,
     ) -> Compiled {
+        let arrival = match arrival {
+            Some(name) => {
+                let column = crate::expr::find_field(schema, name).ok_or_else(|| {
+                    diag(
+                        span,
+                        format!(
+                            "option arrival_time of input `{input}` names `{name}`, which is not one of its columns"
+                        ),
+                    )
+                })?;
+                Some(
+                    schema
+                        .index_of(column)
+                        .map_err(|e| diag(span, e.to_string()))?,
+                )
+            }
+            None => schema.index_of(crate::time::ARRIVAL_TIME).ok(),
+        };
+        if let Some(i) = arrival
+            && !is_time_type(schema.field(i).data_type())
+        {
+            return Err(diag(
+                span,
+                format!(
+                    "the arrival time of input `{input}` must be a time, a time string or an epoch number, not {}",
+                    schema.field(i).data_type()
+                ),
+            ));
+        }
         let by = match by {
             None => None,
             Some(e) => {
@@ -259,7 +299,7 @@ impl Build<'_> {
                 stats
             }
         };
-        let op = TimestampOperator::new(input.to_string(), by, over, time, schema, stats)
+        let op = TimestampOperator::new(input.to_string(), by, over, arrival, time, schema, stats)
             .map_err(|e| diag(span, e.to_string()))?;
         let schema = op.schema();
         Ok((Box::new(op), schema))

@@ -13,6 +13,10 @@ pub const EVENT_TIME: &str = "__iotql_event_time";
 /// (line number) from a scan to the TIMESTAMP BY stage, for dead letters.
 pub const POSITION: &str = "__iotql_position";
 
+/// The name of the hidden column in which a source that knows when each
+/// event arrived (a broker's message timestamp) hands it to TIMESTAMP BY.
+pub const ARRIVAL_TIME: &str = "__iotql_arrival_time";
+
 /// The name of the hidden column that carries each row's substream (a hash
 /// of its `TIMESTAMP BY ... OVER` key) from the TIMESTAMP BY stage to the
 /// windows, which keep one clock per substream.

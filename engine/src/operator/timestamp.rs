@@ -4,6 +4,12 @@
 //! time to the watermark, or drop them. Rows whose time cannot be read go
 //! to the dead-letter output.
 //!
+//! When events have an arrival time (a column named by the input option
+//! `arrival_time`, or a broker's message time), an event whose time is more
+//! than the late-arrival tolerance before its arrival is late too: its time
+//! becomes the arrival time minus the tolerance (adjust), or it is dropped.
+//! Without TIMESTAMP BY, the arrival time is the event time.
+//!
 //! With `TIMESTAMP BY ... OVER key` every key is a substream with a clock
 //! of its own: its watermark is its own largest event time minus the
 //! tolerance, the late policy compares a row with its substream's
@@ -27,7 +33,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::{DeadLetter, Message, Operator, Output};
 use crate::error::EngineError;
 use crate::plan::{LatePolicy, TimePolicy};
-use crate::time::{EVENT_TIME, EventTime, POSITION, SUBSTREAM, event_time_type, micros_of};
+use crate::time::{
+    ARRIVAL_TIME, EVENT_TIME, EventTime, POSITION, SUBSTREAM, event_time_type, micros_of,
+};
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
 #[derive(Debug)]
@@ -72,6 +80,8 @@ pub struct TimestampOperator {
     position_index: usize,
     max_seen: i64,
     substreams: Option<Substreams>,
+    /// The input column holding each event's arrival time.
+    arrival: Option<usize>,
     stats: Arc<TimestampStats>,
 }
 
@@ -125,11 +135,12 @@ pub fn is_time_type(t: &DataType) -> bool {
 
 impl TimestampOperator {
     /// `input_schema` carries the position column; `by` and the `over`
-    /// keys are compiled over it.
+    /// keys are compiled over it, `arrival` is one of its columns.
     pub fn new(
         input: String,
         by: Option<Arc<dyn PhysicalExpr>>,
         over: Vec<Arc<dyn PhysicalExpr>>,
+        arrival: Option<usize>,
         policy: TimePolicy,
         input_schema: &SchemaRef,
         stats: Arc<TimestampStats>,
@@ -158,6 +169,7 @@ impl TimestampOperator {
             position_index,
             max_seen: i64::MIN,
             substreams,
+            arrival,
             stats,
         })
     }
@@ -196,7 +208,7 @@ fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .filter(|f| f.name() != POSITION && f.name() != EVENT_TIME)
+        .filter(|f| ![POSITION, EVENT_TIME, ARRIVAL_TIME].contains(&f.name().as_str()))
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EVENT_TIME, event_time_type(), false));
@@ -421,16 +433,25 @@ impl Operator for TimestampOperator {
     ) -> Result<(), EngineError> {
         let n = batch.num_rows();
         self.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
-        let times: Vec<Option<i64>> = match &self.by {
-            Some(by) => {
+        let arrivals: Option<Vec<Option<i64>>> = match self.arrival {
+            Some(i) => Some(to_event_micros(batch.column(i))?.iter().collect()),
+            None => None,
+        };
+        let times: Vec<Option<i64>> = match (&self.by, &arrivals) {
+            (Some(by), _) => {
                 let values = by.evaluate(&batch)?.into_array(n)?;
                 to_event_micros(&values)?.iter().collect()
             }
-            None => {
+            (None, Some(arrivals)) => {
+                let now = chrono::Utc::now().timestamp_micros();
+                arrivals.iter().map(|a| Some(a.unwrap_or(now))).collect()
+            }
+            (None, None) => {
                 let now = chrono::Utc::now().timestamp_micros();
                 vec![Some(now); n]
             }
         };
+        let late_arrival = micros_of(self.policy.late_arrival);
         let ids = match &self.substreams {
             Some(s) => Some(s.ids(&batch)?),
             None => None,
@@ -465,6 +486,24 @@ impl Operator for TimestampOperator {
                 keep.push(false);
                 continue;
             };
+            let mut late = false;
+            // Late against its own arrival: more than the tolerance before it.
+            let arrived = arrivals.as_ref().and_then(|a| a[row]);
+            if let Some(floor) = arrived.map(|a| a.saturating_sub(late_arrival))
+                && t < floor
+            {
+                match late_policy {
+                    LatePolicy::Adjust => {
+                        late = true;
+                        t = floor;
+                    }
+                    LatePolicy::Drop => {
+                        dropped += 1;
+                        keep.push(false);
+                        continue;
+                    }
+                }
+            }
             let max_seen = match (&mut self.substreams, &ids) {
                 (Some(s), Some(ids)) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
                 _ => &mut self.max_seen,
@@ -477,7 +516,7 @@ impl Operator for TimestampOperator {
             if t < watermark {
                 match late_policy {
                     LatePolicy::Adjust => {
-                        adjusted += 1;
+                        late = true;
                         t = watermark;
                     }
                     LatePolicy::Drop => {
@@ -487,6 +526,7 @@ impl Operator for TimestampOperator {
                     }
                 }
             }
+            adjusted += u64::from(late);
             if t > *max_seen {
                 *max_seen = t;
                 if let Some(ids) = &ids
@@ -597,6 +637,89 @@ impl Operator for TimestampOperator {
 mod tests {
     use super::*;
     use datafusion::arrow::array::StringArray;
+
+    /// Rows (time, arrival) through a TIMESTAMP BY with no out-of-order
+    /// tolerance and a 60 s late-arrival tolerance: the event times out.
+    fn stamp(rows: &[(&str, &str)], policy: LatePolicy) -> (Vec<i64>, Arc<TimestampStats>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Utf8, false),
+            Field::new("arrived", DataType::Utf8, false),
+            Field::new(POSITION, DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(UInt64Array::from_iter_values(1..=rows.len() as u64)),
+            ],
+        )
+        .unwrap();
+        let by: Arc<dyn PhysicalExpr> =
+            Arc::new(datafusion::physical_expr::expressions::Column::new("ts", 0));
+        let policy = TimePolicy {
+            out_of_order: std::time::Duration::ZERO,
+            late_arrival: std::time::Duration::from_secs(60),
+            late_policy: policy,
+        };
+        let stats = Arc::new(TimestampStats::default());
+        let mut op = TimestampOperator::new(
+            "in".into(),
+            Some(by),
+            Vec::new(),
+            Some(1),
+            policy,
+            &schema,
+            stats.clone(),
+        )
+        .unwrap();
+        let mut out = Output::default();
+        op.on_batch(0, batch, &mut out).unwrap();
+        let times = out
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(b.clone()),
+                _ => None,
+            })
+            .flat_map(|b| {
+                let i = b.schema().index_of(EVENT_TIME).unwrap();
+                b.column(i)
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        (times, stats)
+    }
+
+    #[test]
+    fn an_event_late_twice_is_adjusted_once() {
+        let base = parse_iso8601_utc(b"2026-01-01T10:00:00Z").unwrap();
+        let s = 1_000_000;
+        // The second event arrives 3 minutes after it was taken (late
+        // arrival: to 10:02:00), and 10:02:00 is behind the watermark
+        // (10:05:00): adjusted again, to the watermark, counted once.
+        let (times, stats) = stamp(
+            &[
+                ("2026-01-01T10:05:00Z", "2026-01-01T10:05:00Z"),
+                ("2026-01-01T10:00:00Z", "2026-01-01T10:03:00Z"),
+                ("2026-01-01T10:06:00Z", "2026-01-01T10:06:30Z"),
+            ],
+            LatePolicy::Adjust,
+        );
+        assert_eq!(times, vec![base + 300 * s, base + 300 * s, base + 360 * s]);
+        assert_eq!(stats.late_adjusted.load(Ordering::Relaxed), 1);
+        let (times, stats) = stamp(
+            &[
+                ("2026-01-01T10:00:00Z", "2026-01-01T10:03:00Z"),
+                ("2026-01-01T10:06:00Z", "2026-01-01T10:06:30Z"),
+            ],
+            LatePolicy::Drop,
+        );
+        assert_eq!(times, vec![base + 360 * s]);
+        assert_eq!(stats.late_dropped.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn times_are_read_from_text_numbers_and_timestamps() {

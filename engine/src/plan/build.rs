@@ -422,6 +422,11 @@ impl Planner<'_> {
         });
         let id = self.add(
             NodeKind::Timestamp {
+                arrival: self
+                    .inputs
+                    .iter()
+                    .find(|i| i.name.eq_ignore_ascii_case(&input_name))
+                    .and_then(|i| i.options.get("arrival_time").cloned()),
                 input: input_name,
                 by,
                 over,

@@ -34,10 +34,14 @@ impl Display for NodeKind {
                 by,
                 over,
                 time,
+                arrival,
             } => {
                 match by {
                     Some(e) => write!(f, "Timestamp {input} BY {e}")?,
                     None => write!(f, "Timestamp {input} BY arrival time")?,
+                }
+                if let Some(a) = arrival {
+                    write!(f, " (arrival time: {a})")?;
                 }
                 if !over.is_empty() {
                     let keys: Vec<String> = over.iter().map(ToString::to_string).collect();

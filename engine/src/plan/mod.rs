@@ -50,6 +50,10 @@ pub enum NodeKind {
         by: Option<Expr>,
         over: Vec<Expr>,
         time: TimePolicy,
+        /// The column holding each event's arrival time (input option
+        /// `arrival_time`); without it, the source's own arrival times if
+        /// it has them.
+        arrival: Option<String>,
     },
     /// Keeps the rows for which the predicate is true.
     Filter { predicate: Expr },
@@ -151,6 +155,7 @@ impl LogicalPlan {
     /// when a `*` asks for every column. Sources read only these columns.
     pub fn referenced_columns(&self) -> Option<std::collections::BTreeSet<String>> {
         let mut names = std::collections::BTreeSet::new();
+        let mut arrivals = Vec::new();
         let mut add = |e: &Expr| {
             e.walk(&mut |x| {
                 if let iotql_dsl::ast::ExprKind::Column(path) = &x.kind {
@@ -172,8 +177,11 @@ impl LogicalPlan {
         for node in &self.nodes {
             match &node.kind {
                 NodeKind::Scan { .. } | NodeKind::Union | NodeKind::Sink { .. } => {}
-                NodeKind::Timestamp { by, over, .. } => {
+                NodeKind::Timestamp {
+                    by, over, arrival, ..
+                } => {
                     by.iter().chain(over).for_each(&mut add);
+                    arrivals.extend(arrival.iter().map(|a| a.to_ascii_lowercase()));
                 }
                 NodeKind::Filter { predicate } => add(predicate),
                 NodeKind::Project { items } => {
@@ -198,6 +206,7 @@ impl LogicalPlan {
                 }
             }
         }
+        names.extend(arrivals);
         Some(names)
     }
 
