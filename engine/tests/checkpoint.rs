@@ -51,7 +51,8 @@ fn events(n: usize) -> RecordBatch {
 
 const QUERIES: &[&str] = &[
     "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, COUNT(v) AS nv, SUM(v) AS total,
-            AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, STDEV(v) AS sd, COUNT(DISTINCT v) AS distinct_v
+            AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, STDEV(v) AS sd, COUNT(DISTINCT v) AS distinct_v,
+            CollectTop(2, v) OVER (ORDER BY v DESC) AS top_v
      INTO out FROM readings TIMESTAMP BY ts
      GROUP BY device_id, HoppingWindow(minute, 3, 1)",
     "SELECT device_id, System.Timestamp() AS session_end, COUNT(*) AS n, SUM(v) AS total,

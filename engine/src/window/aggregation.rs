@@ -138,6 +138,7 @@ fn aggregate_function(asa: &str) -> Option<&'static str> {
         "VARP" => "var_pop",
         "COLLECT" => "array_agg",
         "TOPONE" => "first_value",
+        "COLLECTTOP" => "collect_top",
         "PERCENTILE_CONT" => "percentile_cont",
         "PERCENTILE_DISC" => "percentile_disc",
         _ => return None,
@@ -668,6 +669,10 @@ fn compile_aggregate(
         Arc::new(datafusion::logical_expr::AggregateUDF::from(
             super::percentile::PercentileDisc::new(),
         ))
+    } else if upper == "COLLECTTOP" {
+        Arc::new(datafusion::logical_expr::AggregateUDF::from(
+            super::collect_top::CollectTop::new(),
+        ))
     } else {
         compiler
             .session()
@@ -683,7 +688,8 @@ fn compile_aggregate(
         FunctionArgs::List { args, .. } => args,
         FunctionArgs::Star => &[],
     };
-    // `... OVER (ORDER BY x [DESC])`: the ranking of TopOne and the percentiles.
+    // `... OVER (ORDER BY x [DESC])`: the ranking of TopOne, CollectTop and
+    // the percentiles. NULL ranks lowest (ASA).
     let order: Vec<PhysicalSortExpr> = match &call.over {
         Some(over) => over
             .order_by
@@ -693,7 +699,7 @@ fn compile_aggregate(
                     expr: compiler.compile(&o.expr, input)?,
                     options: SortOptions {
                         descending: o.asc == Some(false),
-                        nulls_first: false,
+                        nulls_first: o.asc != Some(false),
                     },
                 })
             })
@@ -702,7 +708,7 @@ fn compile_aggregate(
     };
     let needs_order = matches!(
         upper.as_str(),
-        "TOPONE" | "PERCENTILE_CONT" | "PERCENTILE_DISC"
+        "TOPONE" | "COLLECTTOP" | "PERCENTILE_CONT" | "PERCENTILE_DISC"
     );
     if needs_order && order.is_empty() {
         return Err(plan_error(
@@ -725,6 +731,23 @@ fn compile_aggregate(
             };
             let value = order[0].expr.clone();
             (vec![value, compiler.compile(p, input)?], false)
+        }
+        // CollectTop(n [, expr]): the events (or expr of them), then n.
+        (_, "COLLECTTOP") => {
+            let (n, value) = match list {
+                [n] => (
+                    n,
+                    whole_event(input, compiler).map_err(|e| plan_error(call.span, e))?,
+                ),
+                [n, e] => (n, compiler.compile(e, input)?),
+                _ => {
+                    return Err(plan_error(
+                        call.span,
+                        "CollectTop takes the number of events, then an optional expression",
+                    ));
+                }
+            };
+            (vec![value, compiler.compile(n, input)?], false)
         }
         // TopOne(): the whole top-ranked event, as a record.
         (_, "TOPONE") if list.is_empty() => (

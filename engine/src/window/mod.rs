@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod aggregation;
+mod collect_top;
 mod ipc;
 mod percentile;
 mod session;
