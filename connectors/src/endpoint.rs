@@ -11,8 +11,8 @@ use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, Source};
 
-use crate::file::csv::{CsvSink, CsvSource};
-use crate::file::jsonl::{JsonLinesSink, JsonLinesSource};
+use crate::file::csv::{self, CsvSink};
+use crate::file::jsonl::{self, JsonLinesSink};
 use crate::file::{Input, OutputTarget};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,12 +177,10 @@ pub fn open_source(
 ) -> Result<Box<dyn Source>, EngineError> {
     let columns = if schema.is_some() { None } else { columns };
     Ok(match spec {
-        InputSpec::Csv(input) => {
-            Box::new(CsvSource::open(name, input, schema, batch_size, columns)?)
+        InputSpec::Csv(input) => csv::open_source(name, input, schema, batch_size, columns)?,
+        InputSpec::JsonLines(input) => {
+            jsonl::open_source(name, input, schema, batch_size, columns)?
         }
-        InputSpec::JsonLines(input) => Box::new(JsonLinesSource::open(
-            name, input, schema, batch_size, columns,
-        )?),
     })
 }
 

@@ -12,7 +12,7 @@ use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::error::ArrowError;
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
-use iotql_engine::io::SourceBatch;
+use iotql_engine::io::{Source, SourceBatch};
 use iotql_engine::operator::DeadLetter;
 use iotql_engine::time::POSITION;
 
@@ -86,14 +86,6 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
             quoted: config.quoted,
             eof: false,
         }
-    }
-
-    pub(crate) fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    pub(crate) fn progress(&self) -> (u64, Option<u64>) {
-        (self.bytes_read, self.total)
     }
 
     /// Reads another block, keeping the unread bytes at the front.
@@ -247,7 +239,7 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         }
     }
 
-    pub(crate) fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
+    fn read_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
         let records = self.scan()?;
         let Some(&(_, end, _)) = records.last() else {
             if self.eof {
@@ -336,4 +328,18 @@ pub(crate) fn field_count(line: &[u8]) -> usize {
         }
     }
     count
+}
+
+impl<R: BufRead + Send, D: RecordDecoder> Source for ChunkReader<R, D> {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
+        self.read_batch()
+    }
+
+    fn progress(&self) -> (u64, Option<u64>) {
+        (self.bytes_read, self.total)
+    }
 }

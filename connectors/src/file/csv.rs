@@ -14,7 +14,7 @@ use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::error::ArrowError;
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
-use iotql_engine::io::{Sink, Source, SourceBatch};
+use iotql_engine::io::{Sink, Source};
 use regex::Regex;
 
 use super::chunk::{ChunkConfig, ChunkReader, RecordDecoder, field_count};
@@ -130,109 +130,76 @@ fn well_formed(head: &[u8]) -> Vec<u8> {
     out
 }
 
-pub struct CsvSource {
-    reader: ChunkReader<Box<dyn BufRead + Send>, CsvDecoderBox>,
-}
-
-/// The decoder, boxed so the source's type does not depend on it.
-pub(crate) struct CsvDecoderBox(CsvDecoder);
-
-impl RecordDecoder for CsvDecoderBox {
-    fn decode(&mut self, records: &[u8], count: usize) -> Result<Option<RecordBatch>, ArrowError> {
-        self.0.decode(records, count)
-    }
-}
-
 fn null_regex() -> Result<Regex, EngineError> {
     Regex::new("^$").map_err(|e| EngineError::Internal(e.to_string()))
 }
 
-impl CsvSource {
-    /// Opens `input` (a file or stdin); `schema` is the declared one, if any.
-    pub fn open(
-        name: &str,
-        input: &Input,
-        schema: Option<SchemaRef>,
-        batch_size: usize,
-        columns: Option<&BTreeSet<String>>,
-    ) -> Result<Self, EngineError> {
-        let source_error = |message: String| EngineError::Source {
-            input: name.to_string(),
-            message,
-        };
-        let (reader, total) = input.open().map_err(source_error)?;
-        let mut reader: Box<dyn BufRead + Send> = reader;
-        // The header and the first records, read once for inference and kept.
-        let mut head = Vec::new();
-        for _ in 0..=INFER_RECORDS {
-            if reader
-                .read_until(b'\n', &mut head)
-                .map_err(|e| source_error(e.to_string()))?
-                == 0
-            {
-                break;
-            }
+/// Opens a CSV `input` (a file or stdin); `schema` is the declared one, if any.
+pub fn open_source(
+    name: &str,
+    input: &Input,
+    schema: Option<SchemaRef>,
+    batch_size: usize,
+    columns: Option<&BTreeSet<String>>,
+) -> Result<Box<dyn Source>, EngineError> {
+    let source_error = |message: String| EngineError::Source {
+        input: name.to_string(),
+        message,
+    };
+    let (reader, total) = input.open().map_err(source_error)?;
+    let mut reader: Box<dyn BufRead + Send> = reader;
+    // The header and the first records, read once for inference and kept.
+    let mut head = Vec::new();
+    for _ in 0..=INFER_RECORDS {
+        if reader
+            .read_until(b'\n', &mut head)
+            .map_err(|e| source_error(e.to_string()))?
+            == 0
+        {
+            break;
         }
-        let null = null_regex()?;
-        let format = Format::default()
-            .with_header(true)
-            .with_null_regex(null.clone());
-        let schema = match schema {
-            Some(s) => s,
-            None => {
-                let (inferred, _) = format
-                    .infer_schema(Cursor::new(well_formed(&head)), Some(INFER_RECORDS))
-                    .map_err(|e| source_error(format!("cannot read the header: {e}")))?;
-                Arc::new(text_types(&inferred))
-            }
-        };
-        if head.is_empty() {
-            return Err(source_error(
-                "the file is empty: a CSV input starts with a header row".into(),
-            ));
+    }
+    let null = null_regex()?;
+    let format = Format::default()
+        .with_header(true)
+        .with_null_regex(null.clone());
+    let schema = match schema {
+        Some(s) => s,
+        None => {
+            let (inferred, _) = format
+                .infer_schema(Cursor::new(well_formed(&head)), Some(INFER_RECORDS))
+                .map_err(|e| source_error(format!("cannot read the header: {e}")))?;
+            Arc::new(text_types(&inferred))
         }
-        // Skip the header.
-        let header_end = head
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head.len(), |i| i + 1);
-        let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(
-            Cursor::new(head[header_end..].to_vec()).chain(reader),
+    };
+    if head.is_empty() {
+        return Err(source_error(
+            "the file is empty: a CSV input starts with a header row".into(),
         ));
-        let projection = super::projection(&schema, columns);
-        let decoder =
-            CsvDecoder::new(&schema, projection).map_err(|e| source_error(e.to_string()))?;
-        let schema = decoder.schema.clone();
-        let decoder = CsvDecoderBox(decoder);
-        Ok(CsvSource {
-            reader: ChunkReader::new(
-                ChunkConfig {
-                    input: name.to_string(),
-                    schema,
-                    first_line: 2,
-                    total,
-                    batch_size,
-                    quoted: true,
-                },
-                body,
-                decoder,
-            ),
-        })
     }
-}
-
-impl Source for CsvSource {
-    fn schema(&self) -> SchemaRef {
-        self.reader.schema()
-    }
-
-    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
-        self.reader.next_batch()
-    }
-
-    fn progress(&self) -> (u64, Option<u64>) {
-        self.reader.progress()
-    }
+    // Skip the header.
+    let header_end = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head.len(), |i| i + 1);
+    let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(
+        Cursor::new(head[header_end..].to_vec()).chain(reader),
+    ));
+    let projection = super::projection(&schema, columns);
+    let decoder = CsvDecoder::new(&schema, projection).map_err(|e| source_error(e.to_string()))?;
+    let schema = decoder.schema.clone();
+    Ok(Box::new(ChunkReader::new(
+        ChunkConfig {
+            input: name.to_string(),
+            schema,
+            first_line: 2,
+            total,
+            batch_size,
+            quoted: true,
+        },
+        body,
+        decoder,
+    )))
 }
 
 /// Writes rows as CSV: a header row of the column names, datetimes as
@@ -301,11 +268,5 @@ impl std::fmt::Debug for CsvSink {
         f.debug_struct("CsvSink")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for CsvSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvSource").finish_non_exhaustive()
     }
 }

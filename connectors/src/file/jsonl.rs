@@ -11,7 +11,7 @@ use iotql_engine::arrow::json::reader::{ReaderBuilder, infer_json_schema};
 use iotql_engine::arrow::json::writer::{LineDelimited, Writer, WriterBuilder};
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
-use iotql_engine::io::{Sink, Source, SourceBatch};
+use iotql_engine::io::{Sink, Source};
 
 use super::chunk::{ChunkConfig, ChunkReader, RecordDecoder};
 use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
@@ -108,86 +108,59 @@ fn merge_types(a: &DataType, b: &DataType) -> DataType {
     }
 }
 
-pub struct JsonLinesSource {
-    reader: ChunkReader<Box<dyn BufRead + Send>, JsonDecoder>,
-}
-
-impl std::fmt::Debug for JsonLinesSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLinesSource").finish_non_exhaustive()
-    }
-}
-
-impl JsonLinesSource {
-    pub fn open(
-        name: &str,
-        input: &Input,
-        schema: Option<SchemaRef>,
-        batch_size: usize,
-        columns: Option<&std::collections::BTreeSet<String>>,
-    ) -> Result<Self, EngineError> {
-        let source_error = |message: String| EngineError::Source {
-            input: name.to_string(),
-            message,
-        };
-        let (mut reader, total) = input.open().map_err(&source_error)?;
-        let mut head = Vec::new();
-        for _ in 0..INFER_LINES {
-            if reader
-                .read_until(b'\n', &mut head)
-                .map_err(|e| source_error(e.to_string()))?
-                == 0
-            {
-                break;
-            }
+/// Opens a JSON-lines `input` (a file or stdin); `schema` is the declared
+/// one, if any.
+pub fn open_source(
+    name: &str,
+    input: &Input,
+    schema: Option<SchemaRef>,
+    batch_size: usize,
+    columns: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Box<dyn Source>, EngineError> {
+    let source_error = |message: String| EngineError::Source {
+        input: name.to_string(),
+        message,
+    };
+    let (mut reader, total) = input.open().map_err(&source_error)?;
+    let mut head = Vec::new();
+    for _ in 0..INFER_LINES {
+        if reader
+            .read_until(b'\n', &mut head)
+            .map_err(|e| source_error(e.to_string()))?
+            == 0
+        {
+            break;
         }
-        let schema = match schema {
-            Some(s) => s,
-            None => Arc::new(text_types(&infer(&head).map_err(source_error)?)),
-        };
-        // Fields the job does not read are skipped by the decoder.
-        let schema = match super::projection(&schema, columns) {
-            Some(p) => Arc::new(
-                schema
-                    .project(&p)
-                    .map_err(|e| source_error(e.to_string()))?,
-            ),
-            None => schema,
-        };
-        let body: Box<dyn BufRead + Send> =
-            Box::new(BufReader::new(Cursor::new(head).chain(reader)));
-        let decoder = JsonDecoder {
-            schema: schema.clone(),
-        };
-        Ok(JsonLinesSource {
-            reader: ChunkReader::new(
-                ChunkConfig {
-                    input: name.to_string(),
-                    schema,
-                    first_line: 1,
-                    total,
-                    batch_size,
-                    quoted: false,
-                },
-                body,
-                decoder,
-            ),
-        })
     }
-}
-
-impl Source for JsonLinesSource {
-    fn schema(&self) -> SchemaRef {
-        self.reader.schema()
-    }
-
-    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
-        self.reader.next_batch()
-    }
-
-    fn progress(&self) -> (u64, Option<u64>) {
-        self.reader.progress()
-    }
+    let schema = match schema {
+        Some(s) => s,
+        None => Arc::new(text_types(&infer(&head).map_err(source_error)?)),
+    };
+    // Fields the job does not read are skipped by the decoder.
+    let schema = match super::projection(&schema, columns) {
+        Some(p) => Arc::new(
+            schema
+                .project(&p)
+                .map_err(|e| source_error(e.to_string()))?,
+        ),
+        None => schema,
+    };
+    let body: Box<dyn BufRead + Send> = Box::new(BufReader::new(Cursor::new(head).chain(reader)));
+    let decoder = JsonDecoder {
+        schema: schema.clone(),
+    };
+    Ok(Box::new(ChunkReader::new(
+        ChunkConfig {
+            input: name.to_string(),
+            schema,
+            first_line: 1,
+            total,
+            batch_size,
+            quoted: false,
+        },
+        body,
+        decoder,
+    )))
 }
 
 /// Writes rows as JSON lines with the SELECT's column names; NULLs are

@@ -486,38 +486,27 @@ impl Operator for TimestampOperator {
                 keep.push(false);
                 continue;
             };
-            let mut late = false;
-            // Late against its own arrival: more than the tolerance before it.
-            let arrived = arrivals.as_ref().and_then(|a| a[row]);
-            if let Some(floor) = arrived.map(|a| a.saturating_sub(late_arrival))
-                && t < floor
-            {
-                match late_policy {
-                    LatePolicy::Adjust => {
-                        late = true;
-                        t = floor;
-                    }
-                    LatePolicy::Drop => {
-                        dropped += 1;
-                        keep.push(false);
-                        continue;
-                    }
-                }
-            }
             let max_seen = match (&mut self.substreams, &ids) {
                 (Some(s), Some(ids)) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
                 _ => &mut self.max_seen,
             };
+            // Late: behind the watermark, or more than the late-arrival
+            // tolerance before its own arrival.
             let watermark = if *max_seen == i64::MIN {
                 i64::MIN
             } else {
                 max_seen.saturating_sub(out_of_order)
             };
-            if t < watermark {
+            let arrival_floor = arrivals
+                .as_ref()
+                .and_then(|a| a[row])
+                .map_or(i64::MIN, |a| a.saturating_sub(late_arrival));
+            let bound = watermark.max(arrival_floor);
+            if t < bound {
                 match late_policy {
                     LatePolicy::Adjust => {
-                        late = true;
-                        t = watermark;
+                        adjusted += 1;
+                        t = bound;
                     }
                     LatePolicy::Drop => {
                         dropped += 1;
@@ -526,7 +515,6 @@ impl Operator for TimestampOperator {
                     }
                 }
             }
-            adjusted += u64::from(late);
             if t > *max_seen {
                 *max_seen = t;
                 if let Some(ids) = &ids
