@@ -745,6 +745,67 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// Replaces each direct operand of this expression (call arguments
+    /// included, OVER clauses not) by `f` of it: the step of a rewrite.
+    pub fn map_children(&mut self, f: &mut impl FnMut(&Expr) -> Expr) {
+        fn apply(b: &mut Box<Expr>, f: &mut impl FnMut(&Expr) -> Expr) {
+            **b = f(b);
+        }
+        match &mut self.kind {
+            ExprKind::Literal(_) | ExprKind::Column(_) | ExprKind::DatePart(_) => {}
+            ExprKind::Unary { expr, .. }
+            | ExprKind::IsNull { expr, .. }
+            | ExprKind::Cast { expr, .. }
+            | ExprKind::Field { expr, .. } => apply(expr, f),
+            ExprKind::Binary { left, right, .. } => {
+                apply(left, f);
+                apply(right, f);
+            }
+            ExprKind::Like { expr, pattern, .. } => {
+                apply(expr, f);
+                apply(pattern, f);
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
+                apply(expr, f);
+                apply(low, f);
+                apply(high, f);
+            }
+            ExprKind::InList { expr, list, .. } => {
+                apply(expr, f);
+                for x in list.iter_mut() {
+                    *x = f(x);
+                }
+            }
+            ExprKind::Case {
+                operand,
+                whens,
+                else_result,
+            } => {
+                if let Some(o) = operand {
+                    apply(o, f);
+                }
+                for (w, t) in whens.iter_mut() {
+                    *w = f(w);
+                    *t = f(t);
+                }
+                if let Some(x) = else_result {
+                    apply(x, f);
+                }
+            }
+            ExprKind::Function(call) => {
+                if let FunctionArgs::List { args, .. } = &mut call.args {
+                    for a in args.iter_mut() {
+                        *a = f(a);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl FunctionCall {
     /// Calls [`Expr::walk`] on the arguments and the OVER clause.
     pub fn walk_args<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! The hot operators, on batches already in memory (no file reading):
 //! TIMESTAMP BY + filter + projection (the alert path), and window
-//! assignment + aggregation for tumbling and hopping windows.
+//! assignment + aggregation for tumbling and hopping windows, and tumbling
+//! windows over 1,000 substreams (`TIMESTAMP BY ... OVER device_id`).
 //!
 //! `cargo bench -p iotql-engine --bench operators`
 
@@ -110,6 +111,10 @@ fn operators(c: &mut Criterion) {
         (
             "tumbling_5min",
             "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, AVG(temperature_c) AS a, MIN(temperature_c) AS lo, MAX(temperature_c) AS hi, MAX(co2_ppm) AS co2 INTO output FROM input TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 5)",
+        ),
+        (
+            "tumbling_5min_substreams",
+            "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, AVG(temperature_c) AS a, MIN(temperature_c) AS lo, MAX(temperature_c) AS hi, MAX(co2_ppm) AS co2 INTO output FROM input TIMESTAMP BY ts OVER device_id GROUP BY device_id, TumblingWindow(minute, 5)",
         ),
         (
             "hopping_10min_by_1",

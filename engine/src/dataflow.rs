@@ -165,6 +165,9 @@ impl Build<'_> {
                 node.span,
             ),
             (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
+            (NodeKind::Analytic { functions }, Some(schema)) => {
+                crate::operator::analytic::compile(functions, &schema, self.compiler)
+            }
             (NodeKind::Project { items }, Some(schema)) => {
                 Projection::compile(items, &schema, self.compiler).map(|p| {
                     let s = p.schema.clone();

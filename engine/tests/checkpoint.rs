@@ -62,6 +62,12 @@ const QUERIES: &[&str] = &[
     "SELECT device_id, System.Timestamp() AS at, COUNT(*) AS n, MAX(v) AS hi
      INTO out FROM readings TIMESTAMP BY ts
      GROUP BY device_id, SlidingWindow(second, 30)",
+    "SELECT device_id, v, System.Timestamp() AS t,
+            LAG(v, 2) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1)) AS prev,
+            ISFIRST(minute, 1) OVER (PARTITION BY device_id) AS first
+     INTO out FROM readings TIMESTAMP BY ts",
+    "SELECT device_id, v, LAST(v) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1) WHEN v > 8) AS hi
+     INTO out FROM readings TIMESTAMP BY ts OVER device_id",
     "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, SUM(v) AS total,
             STDEV(v) AS sd
      INTO out FROM readings TIMESTAMP BY ts OVER device_id

@@ -37,6 +37,11 @@ const QUERIES: &[&str] = &[
     "SELECT device_id, System.Timestamp() AS t, COUNT(*) AS n, MAX(v) AS hi
      INTO out FROM readings TIMESTAMP BY ts OVER device_id
      GROUP BY device_id, SlidingWindow(second, 15)",
+    "SELECT device_id, v, System.Timestamp() AS t,
+            LAG(v) OVER (PARTITION BY device_id LIMIT DURATION(second, 20)) AS prev,
+            LAST(v) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1) WHEN v > 5) AS last_high,
+            ISFIRST(second, 10) OVER (PARTITION BY device_id) AS first
+     INTO out FROM readings TIMESTAMP BY ts",
     "SELECT device_id, v, System.Timestamp() AS t INTO out FROM readings TIMESTAMP BY ts WHERE v > 3",
 ];
 
@@ -49,6 +54,10 @@ const SUBSTREAM_QUERIES: &[&str] = &[
     QUERIES[7],
     "SELECT device_id, v, System.Timestamp() AS t
      INTO out FROM readings TIMESTAMP BY ts OVER device_id WHERE v > 3",
+    "SELECT device_id, v, System.Timestamp() AS t,
+            LAG(v) OVER (PARTITION BY device_id LIMIT DURATION(second, 20)) AS prev,
+            ISFIRST(second, 10) OVER (PARTITION BY device_id) AS first
+     INTO out FROM readings TIMESTAMP BY ts OVER device_id",
 ];
 
 fn schema() -> SchemaRef {

@@ -3,10 +3,12 @@
 //! ([`crate::dataflow`]) routes them and keeps the watermark bookkeeping of
 //! operators with several inputs.
 
+pub(crate) mod analytic;
 pub(crate) mod filter;
 pub(crate) mod project;
 pub(crate) mod scan;
 mod sink;
+pub(crate) mod substream;
 pub(crate) mod timestamp;
 mod union;
 
@@ -14,6 +16,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+pub use analytic::AnalyticOperator;
 pub use filter::FilterOperator;
 pub use project::ProjectOperator;
 pub use scan::ScanOperator;

@@ -22,6 +22,7 @@ pub fn build(script: &Script, options: &PlanOptions) -> Result<LogicalPlan, Vec<
         timestamps: HashMap::new(),
         sinks: BTreeMap::new(),
         substreams: HashMap::new(),
+        analytic_columns: 0,
         problems: Vec::new(),
     };
     for s in &script.statements {
@@ -84,7 +85,21 @@ struct Planner<'a> {
     sinks: BTreeMap<String, (String, Vec<NodeId>, Span)>,
     /// Nodes whose rows come in substreams (`TIMESTAMP BY ... OVER`).
     substreams: HashMap<NodeId, Substreams>,
+    /// How many analytic columns have been named.
+    analytic_columns: usize,
     problems: Vec<Diagnostic>,
+}
+
+/// LAG, LAST, ISFIRST, the anomaly detectors, and aggregates over
+/// `LIMIT DURATION`: functions of an event and the events before it.
+fn is_analytic(call: &FunctionCall) -> bool {
+    call.over
+        .as_ref()
+        .is_some_and(|o| o.limit_duration.is_some())
+        || matches!(
+            iotql_dsl::catalog::kind_of(call),
+            Some(iotql_dsl::catalog::FunctionKind::Analytic)
+        )
 }
 
 /// Where the OVER keys of a stream's substreams are among its columns.
@@ -224,9 +239,32 @@ impl Planner<'_> {
             self.unsupported(j.span(), what, "the joins and nested-data issue");
             return None;
         }
-        self.refuse_analytics(s);
+        let (rewritten, analytics) = self.extract_analytics(s);
+        let s = &rewritten;
         let mut current = self.source(&s.from.source)?;
         let substreams = self.substreams.get(&current).cloned();
+        if !analytics.is_empty() {
+            if let Some(g) = &s.group_by {
+                self.unsupported(
+                    g.span,
+                    "an analytic function in a windowed SELECT",
+                    "a later issue (compute it in a step before the window)",
+                );
+                return None;
+            }
+            if let Some(sub) = &substreams {
+                for f in &analytics {
+                    self.check_analytic_partition(&f.call, sub)?;
+                }
+            }
+            current = self.add(
+                NodeKind::Analytic {
+                    functions: analytics,
+                },
+                vec![current],
+                s.span,
+            );
+        }
         if let Some(w) = &s.where_clause {
             current = self.add(
                 NodeKind::Filter {
@@ -279,6 +317,42 @@ impl Planner<'_> {
         Some(id)
     }
 
+    /// An analytic function over substreams looks back within a substream,
+    /// so it must partition by every OVER key.
+    fn check_analytic_partition(&mut self, call: &FunctionCall, sub: &Substreams) -> Option<()> {
+        let partition: Vec<String> = call
+            .over
+            .as_ref()
+            .map(|o| o.partition_by.iter().map(key_text).collect())
+            .unwrap_or_default();
+        let missing: Vec<&str> = sub
+            .keys
+            .iter()
+            .zip(&sub.written)
+            .filter(|(key, _)| key.as_ref().is_none_or(|k| !partition.contains(k)))
+            .map(|(_, written)| written.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Some(());
+        }
+        let list = missing.join(", ");
+        self.problems.push(
+            Diagnostic::new(
+                "iotql::substreams",
+                call.span,
+                format!(
+                    "{} over substreams must PARTITION BY their OVER key ({list})",
+                    call.qualified_name()
+                ),
+                "does not partition by the OVER key",
+            )
+            .with_help(format!(
+                "each substream (TIMESTAMP BY ... OVER {list}) has a clock of its own: add PARTITION BY {list} to its OVER clause"
+            )),
+        );
+        None
+    }
+
     /// A window over substreams closes per substream, so it must group by
     /// every OVER key (or partition a session window by it).
     fn check_substream_keys(&mut self, g: &GroupBy, sub: &Substreams) -> Option<()> {
@@ -313,40 +387,54 @@ impl Planner<'_> {
         None
     }
 
-    /// Analytic functions (LAG, LAST, ISFIRST, anything with LIMIT DURATION)
-    /// are planned by a later issue.
-    fn refuse_analytics(&mut self, s: &Select) {
-        let mut found = Vec::new();
-        let mut visit = |e: &Expr| {
-            if let ExprKind::Function(call) = &e.kind {
-                let analytic = call
-                    .over
-                    .as_ref()
-                    .is_some_and(|o| o.limit_duration.is_some())
-                    || matches!(
-                        iotql_dsl::catalog::kind_of(call),
-                        Some(iotql_dsl::catalog::FunctionKind::Analytic)
-                    );
-                if analytic {
-                    found.push((call.span, call.qualified_name()));
+    /// Takes the analytic functions (LAG, LAST, ISFIRST, anything with
+    /// LIMIT DURATION) out of the select list and WHERE of `s`: each call
+    /// becomes a hidden column, which the returned SELECT reads instead.
+    fn extract_analytics(&mut self, s: &Select) -> (Select, Vec<AnalyticFunction>) {
+        let mut functions: Vec<AnalyticFunction> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut rewrite = |e: &Expr| -> Expr {
+            fn go(
+                e: &Expr,
+                functions: &mut Vec<AnalyticFunction>,
+                texts: &mut Vec<String>,
+                next: &mut usize,
+            ) -> Expr {
+                if let ExprKind::Function(call) = &e.kind
+                    && is_analytic(call)
+                {
+                    let text = e.to_string();
+                    let i = match texts.iter().position(|t| *t == text) {
+                        Some(i) => i,
+                        None => {
+                            functions.push(AnalyticFunction {
+                                call: call.clone(),
+                                column: format!("__iotql_analytic_{next}"),
+                            });
+                            *next += 1;
+                            texts.push(text);
+                            functions.len() - 1
+                        }
+                    };
+                    let column = Ident::new(functions[i].column.clone(), e.span);
+                    return Expr::new(ExprKind::Column(vec![column]), e.span);
                 }
+                let mut out = e.clone();
+                out.map_children(&mut |c| go(c, functions, texts, next));
+                out
             }
+            go(e, &mut functions, &mut texts, &mut self.analytic_columns)
         };
-        for item in &s.projection {
+        let mut out = s.clone();
+        for item in &mut out.projection {
             if let SelectItem::Expr { expr, .. } = item {
-                expr.walk(&mut visit);
+                *expr = rewrite(expr);
             }
         }
-        if let Some(w) = &s.where_clause {
-            w.walk(&mut visit);
+        if let Some(w) = &mut out.where_clause {
+            *w = rewrite(w);
         }
-        for (span, name) in found {
-            self.unsupported(
-                span,
-                &format!("the analytic function {name}"),
-                "the analytic-functions issue",
-            );
-        }
+        (out, functions)
     }
 
     /// The node whose rows a FROM source names: a step, or an input's

@@ -59,6 +59,10 @@ impl Display for NodeKind {
                 )
             }
             NodeKind::Filter { predicate } => write!(f, "Filter {predicate}"),
+            NodeKind::Analytic { functions } => {
+                let calls: Vec<String> = functions.iter().map(|a| a.call.to_string()).collect();
+                write!(f, "Analytic [{}] (in event-time order)", calls.join(", "))
+            }
             NodeKind::Project { items } => write!(f, "Project {}", list(items)),
             NodeKind::WindowAggregate {
                 window,

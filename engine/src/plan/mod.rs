@@ -55,6 +55,10 @@ pub enum NodeKind {
         /// it has them.
         arrival: Option<String>,
     },
+    /// The analytic functions of a SELECT (LAG, LAST, ISFIRST), computed
+    /// for every event in time order, before the SELECT's WHERE; each adds
+    /// a hidden column that the SELECT reads in its place.
+    Analytic { functions: Vec<AnalyticFunction> },
     /// Keeps the rows for which the predicate is true.
     Filter { predicate: Expr },
     /// A SELECT without GROUP BY: one output row per input row.
@@ -70,6 +74,13 @@ pub enum NodeKind {
     Union,
     /// Writes to an output.
     Sink { output: String },
+}
+
+/// One analytic function call and the hidden column of its values.
+#[derive(Debug, Clone)]
+pub struct AnalyticFunction {
+    pub call: iotql_dsl::ast::FunctionCall,
+    pub column: String,
 }
 
 /// The window of a windowed aggregate.
@@ -184,6 +195,11 @@ impl LogicalPlan {
                     arrivals.extend(arrival.iter().map(|a| a.to_ascii_lowercase()));
                 }
                 NodeKind::Filter { predicate } => add(predicate),
+                NodeKind::Analytic { functions } => {
+                    for f in functions {
+                        f.call.walk_args(&mut |e| add(e));
+                    }
+                }
                 NodeKind::Project { items } => {
                     if !items_of(items, &mut add) {
                         return None;

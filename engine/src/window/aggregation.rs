@@ -218,66 +218,8 @@ impl Rewriter<'_> {
             }
         }
         let mut out = e.clone();
-        rewrite_children(&mut out, &mut |child| self.rewrite(child));
+        out.map_children(&mut |child| self.rewrite(child));
         out
-    }
-}
-
-/// Applies `f` to each direct child expression of `e`, in place.
-fn rewrite_children(e: &mut Expr, f: &mut impl FnMut(&Expr) -> Expr) {
-    fn apply(b: &mut Box<Expr>, f: &mut impl FnMut(&Expr) -> Expr) {
-        **b = f(b);
-    }
-    match &mut e.kind {
-        ExprKind::Literal(_) | ExprKind::Column(_) | ExprKind::DatePart(_) => {}
-        ExprKind::Unary { expr, .. }
-        | ExprKind::IsNull { expr, .. }
-        | ExprKind::Cast { expr, .. }
-        | ExprKind::Field { expr, .. } => apply(expr, f),
-        ExprKind::Binary { left, right, .. } => {
-            apply(left, f);
-            apply(right, f);
-        }
-        ExprKind::Like { expr, pattern, .. } => {
-            apply(expr, f);
-            apply(pattern, f);
-        }
-        ExprKind::Between {
-            expr, low, high, ..
-        } => {
-            apply(expr, f);
-            apply(low, f);
-            apply(high, f);
-        }
-        ExprKind::InList { expr, list, .. } => {
-            apply(expr, f);
-            for x in list.iter_mut() {
-                *x = f(x);
-            }
-        }
-        ExprKind::Case {
-            operand,
-            whens,
-            else_result,
-        } => {
-            if let Some(o) = operand {
-                apply(o, f);
-            }
-            for (w, t) in whens.iter_mut() {
-                *w = f(w);
-                *t = f(t);
-            }
-            if let Some(x) = else_result {
-                apply(x, f);
-            }
-        }
-        ExprKind::Function(call) => {
-            if let FunctionArgs::List { args, .. } = &mut call.args {
-                for a in args.iter_mut() {
-                    *a = f(a);
-                }
-            }
-        }
     }
 }
 
@@ -798,7 +740,7 @@ fn compile_aggregate(
 }
 
 /// Every visible column of `input` as one record (`named_struct`).
-fn whole_event(
+pub(crate) fn whole_event(
     input: &SchemaRef,
     compiler: &ExprCompiler,
 ) -> Result<Arc<dyn PhysicalExpr>, String> {

@@ -8,13 +8,13 @@
 mod aggregate;
 mod aggregation;
 mod collect_top;
-mod ipc;
+pub(crate) mod ipc;
 mod percentile;
 mod session;
 mod sliding;
-mod substream;
 
 pub use aggregate::WindowAggregateOperator;
+pub(crate) use aggregation::whole_event;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use iotql_dsl::Diagnostic;
@@ -22,11 +22,11 @@ use iotql_dsl::ast::{self, Expr, GroupBy, SelectItem};
 
 use crate::expr::ExprCompiler;
 use crate::operator::Operator;
+use crate::operator::substream::{Factory, Substreamed};
 use crate::plan::WindowSpec;
 use crate::time::SUBSTREAM;
 use aggregate::Assigner;
 use aggregation::Aggregation;
-use substream::{Factory, SubstreamWindows};
 
 /// Compiles a windowed SELECT over `input` (which carries the event time)
 /// into the operator for its kind of window, and the schema of its rows.
@@ -48,7 +48,7 @@ pub fn compile(
     // before anything runs.
     let first = make().map_err(|e| plan_error(span, &e.to_string()))?;
     if input.index_of(SUBSTREAM).is_ok() {
-        let op = SubstreamWindows::new(make, &schema);
+        let op = Substreamed::new(make, &schema);
         let schema = op.schema();
         Ok((Box::new(op), schema))
     } else {

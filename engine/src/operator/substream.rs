@@ -1,7 +1,8 @@
-//! Windows over substreams (`TIMESTAMP BY ... OVER key`): one window
-//! operator per substream, each closed by its own substream's watermark.
-//! The planner makes sure a window groups by the OVER key, so a group
-//! never spans two substreams and every window row belongs to one.
+//! Stateful operators over substreams (`TIMESTAMP BY ... OVER key`): one
+//! operator per substream, each moved on by its own substream's watermark.
+//! The planner makes sure a window groups by the OVER key (an analytic
+//! function partitions by it), so a group never spans two substreams and
+//! every row the operator emits belongs to one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,17 +12,20 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::{Message, Operator, Output};
 use crate::error::EngineError;
-use crate::operator::{Message, Operator, Output};
 use crate::time::{EventTime, SUBSTREAM};
 
-/// Makes a fresh window operator (one per substream).
+/// Makes a fresh operator (one per substream).
 pub(crate) type Factory = Box<dyn Fn() -> Result<Box<dyn Operator>, EngineError> + Send>;
 
-pub struct SubstreamWindows {
+pub struct Substreamed {
     make: Factory,
     /// The inner operators' rows plus the substream column.
     schema: SchemaRef,
+    /// Whether the inner operators' rows carry the substream already (they
+    /// pass their input's columns through).
+    carried: bool,
     /// Substream -> its operator's index in `operators`.
     index: HashMap<u64, usize>,
     /// In the order the substreams were first seen, which is the order in
@@ -31,22 +35,26 @@ pub struct SubstreamWindows {
     clocks: HashMap<u64, i64>,
 }
 
-impl std::fmt::Debug for SubstreamWindows {
+impl std::fmt::Debug for Substreamed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubstreamWindows")
+        f.debug_struct("Substreamed")
             .field("substreams", &self.operators.len())
             .finish_non_exhaustive()
     }
 }
 
-impl SubstreamWindows {
+impl Substreamed {
     /// `inner` is the schema of the rows the operators `make` makes emit.
     pub(crate) fn new(make: Factory, inner: &SchemaRef) -> Self {
+        let carried = inner.index_of(SUBSTREAM).is_ok();
         let mut fields: Vec<Field> = inner.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(SUBSTREAM, DataType::UInt64, false));
-        SubstreamWindows {
+        if !carried {
+            fields.push(Field::new(SUBSTREAM, DataType::UInt64, false));
+        }
+        Substreamed {
             make,
             schema: Arc::new(Schema::new(fields)),
+            carried,
             index: HashMap::new(),
             operators: Vec::new(),
             clocks: HashMap::new(),
@@ -80,6 +88,10 @@ impl SubstreamWindows {
         out.dead_letters.extend(inner.dead_letters);
         for message in inner.messages {
             if let Message::Batch(batch) = message {
+                if self.carried {
+                    out.batch(batch);
+                    continue;
+                }
                 let mut columns = batch.columns().to_vec();
                 columns.push(Arc::new(UInt64Array::from(vec![id; batch.num_rows()])));
                 out.batch(RecordBatch::try_new(self.schema.clone(), columns)?);
@@ -105,7 +117,7 @@ impl SubstreamWindows {
     }
 }
 
-impl Operator for SubstreamWindows {
+impl Operator for Substreamed {
     fn on_batch(
         &mut self,
         _input: usize,
@@ -197,12 +209,12 @@ impl Operator for SubstreamWindows {
         for (_, op) in &mut self.operators {
             parts.push(op.snapshot()?);
         }
-        Ok(super::ipc::sections(&parts))
+        Ok(crate::window::ipc::sections(&parts))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let bad = || EngineError::State("a substream window state does not fit this job".into());
-        let parts = super::ipc::split_sections(state)?;
+        let parts = crate::window::ipc::split_sections(state)?;
         let (head, states) = parts.split_first().ok_or_else(bad)?;
         if head.len() % 17 != 0 {
             return Err(bad());
