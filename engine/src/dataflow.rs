@@ -165,6 +165,27 @@ impl Build<'_> {
                 node.span,
             ),
             (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
+            (
+                NodeKind::Join {
+                    left_outer,
+                    left_alias,
+                    right_alias,
+                    on,
+                },
+                Some(left),
+            ) => {
+                let right = schemas[node.inputs[1]].clone();
+                crate::operator::join::compile(
+                    *left_outer,
+                    left_alias,
+                    right_alias,
+                    on,
+                    &left,
+                    &right,
+                    self.compiler,
+                    node.span,
+                )
+            }
             (NodeKind::Analytic { functions }, Some(schema)) => {
                 crate::operator::analytic::compile(functions, &schema, self.compiler)
             }
@@ -493,7 +514,10 @@ impl Dataflow {
                 Message::Batch(batch) => node.op.on_batch(port, batch, &mut out)?,
                 Message::Watermark(wm) => {
                     let slot = &mut node.input_watermarks[port];
-                    *slot = (*slot).max(wm.0);
+                    if wm.0 > *slot {
+                        *slot = wm.0;
+                        node.op.on_port_watermark(port, wm, &mut out)?;
+                    }
                     let min = node
                         .input_watermarks
                         .iter()

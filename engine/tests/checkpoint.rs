@@ -66,6 +66,10 @@ const QUERIES: &[&str] = &[
             LAG(v, 2) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1)) AS prev,
             ISFIRST(minute, 1) OVER (PARTITION BY device_id) AS first
      INTO out FROM readings TIMESTAMP BY ts",
+    "SELECT r1.device_id, r1.v AS v1, r2.v AS v2, System.Timestamp() AS t
+     INTO out FROM readings r1 TIMESTAMP BY ts
+     LEFT JOIN readings r2 TIMESTAMP BY ts
+       ON r1.device_id = r2.device_id AND DATEDIFF(second, r1, r2) BETWEEN 1 AND 30",
     "SELECT device_id, v, LAST(v) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1) WHEN v > 8) AS hi
      INTO out FROM readings TIMESTAMP BY ts OVER device_id",
     "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, SUM(v) AS total,

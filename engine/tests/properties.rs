@@ -42,6 +42,10 @@ const QUERIES: &[&str] = &[
             LAST(v) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1) WHEN v > 5) AS last_high,
             ISFIRST(second, 10) OVER (PARTITION BY device_id) AS first
      INTO out FROM readings TIMESTAMP BY ts",
+    "SELECT r1.device_id, r1.v AS v1, r2.v AS v2, System.Timestamp() AS t
+     INTO out FROM readings r1 TIMESTAMP BY ts
+     LEFT JOIN readings r2 TIMESTAMP BY ts
+       ON r1.device_id = r2.device_id AND DATEDIFF(second, r1, r2) BETWEEN 1 AND 8 AND r2.v > r1.v",
     "SELECT device_id, v, System.Timestamp() AS t INTO out FROM readings TIMESTAMP BY ts WHERE v > 3",
 ];
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod analytic;
 pub(crate) mod filter;
+pub(crate) mod join;
 pub(crate) mod project;
 pub(crate) mod scan;
 mod sink;
@@ -82,6 +83,18 @@ pub trait Operator: Send {
     /// The watermark of this operator (the minimum over its inputs) advanced.
     fn on_watermark(&mut self, wm: EventTime, out: &mut Output) -> Result<(), EngineError> {
         out.watermark(wm);
+        Ok(())
+    }
+
+    /// The watermark of input `port` advanced (before `on_watermark` with
+    /// the minimum over the inputs): for operators that treat their inputs
+    /// differently (joins).
+    fn on_port_watermark(
+        &mut self,
+        _port: usize,
+        _wm: EventTime,
+        _out: &mut Output,
+    ) -> Result<(), EngineError> {
         Ok(())
     }
 

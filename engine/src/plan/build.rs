@@ -231,18 +231,59 @@ impl Planner<'_> {
     }
 
     fn select(&mut self, s: &Select) -> Option<NodeId> {
-        if let Some(j) = s.from.joins.first() {
-            let what = match j {
-                JoinClause::Join(_) => "JOIN",
-                JoinClause::Apply(_) => "CROSS/OUTER APPLY",
-            };
-            self.unsupported(j.span(), what, "the joins and nested-data issue");
+        if let Some(j) = s.from.joins.get(1) {
+            self.unsupported(
+                j.span(),
+                "a second JOIN or APPLY in one FROM",
+                "a later step (join in a WITH step first)",
+            );
             return None;
         }
         let (rewritten, analytics) = self.extract_analytics(s);
         let s = &rewritten;
         let mut current = self.source(&s.from.source)?;
-        let substreams = self.substreams.get(&current).cloned();
+        let mut substreams = self.substreams.get(&current).cloned();
+        match s.from.joins.first() {
+            None => {}
+            Some(JoinClause::Apply(a)) => {
+                self.unsupported(a.span, "CROSS/OUTER APPLY", "the nested-data step");
+                return None;
+            }
+            Some(JoinClause::Join(j)) => {
+                if self
+                    .inputs
+                    .iter()
+                    .any(|i| i.reference && i.name.eq_ignore_ascii_case(&j.source.name.value))
+                {
+                    self.unsupported(
+                        j.span,
+                        "a JOIN with reference data",
+                        "the reference-data step",
+                    );
+                    return None;
+                }
+                let right = self.source(&j.source)?;
+                if substreams.is_some() || self.substreams.contains_key(&right) {
+                    self.unsupported(
+                        j.span,
+                        "a JOIN of substreams (TIMESTAMP BY ... OVER)",
+                        "a later step",
+                    );
+                    return None;
+                }
+                current = self.add(
+                    NodeKind::Join {
+                        left_outer: j.kind == JoinKind::Left,
+                        left_alias: s.from.source.qualifier().value.clone(),
+                        right_alias: j.source.qualifier().value.clone(),
+                        on: j.on.clone(),
+                    },
+                    vec![current, right],
+                    j.span,
+                );
+                substreams = None;
+            }
+        }
         if !analytics.is_empty() {
             if let Some(g) = &s.group_by {
                 self.unsupported(

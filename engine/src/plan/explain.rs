@@ -59,6 +59,16 @@ impl Display for NodeKind {
                 )
             }
             NodeKind::Filter { predicate } => write!(f, "Filter {predicate}"),
+            NodeKind::Join {
+                left_outer,
+                left_alias,
+                right_alias,
+                on,
+            } => write!(
+                f,
+                "{} {left_alias}, {right_alias} ON {on}",
+                if *left_outer { "LeftJoin" } else { "Join" }
+            ),
             NodeKind::Analytic { functions } => {
                 let calls: Vec<String> = functions.iter().map(|a| a.call.to_string()).collect();
                 write!(f, "Analytic [{}] (in event-time order)", calls.join(", "))

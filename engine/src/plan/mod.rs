@@ -59,6 +59,14 @@ pub enum NodeKind {
     /// for every event in time order, before the SELECT's WHERE; each adds
     /// a hidden column that the SELECT reads in its place.
     Analytic { functions: Vec<AnalyticFunction> },
+    /// JOIN of two streams (inputs: left, right), bounded in time by a
+    /// DATEDIFF in ON.
+    Join {
+        left_outer: bool,
+        left_alias: String,
+        right_alias: String,
+        on: Expr,
+    },
     /// Keeps the rows for which the predicate is true.
     Filter { predicate: Expr },
     /// A SELECT without GROUP BY: one output row per input row.
@@ -195,6 +203,7 @@ impl LogicalPlan {
                     arrivals.extend(arrival.iter().map(|a| a.to_ascii_lowercase()));
                 }
                 NodeKind::Filter { predicate } => add(predicate),
+                NodeKind::Join { on, .. } => add(on),
                 NodeKind::Analytic { functions } => {
                     for f in functions {
                         f.call.walk_args(&mut |e| add(e));
