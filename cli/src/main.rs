@@ -6,6 +6,7 @@
 mod check;
 mod explain;
 mod job;
+mod reference;
 mod run;
 
 use std::process::ExitCode;

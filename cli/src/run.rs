@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use iotql_connectors::deadletter::{DeadLetterWriter, in_input_order};
 use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
 use iotql_dsl::CheckOptions;
+use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::dataflow::Dataflow;
 use iotql_engine::error::EngineError;
 use iotql_engine::expr::ExprCompiler;
@@ -23,6 +24,7 @@ use iotql_engine::plan::{LatePolicy, PlanOptions, TimePolicy};
 
 use crate::Binding;
 use crate::job::JobFile;
+use crate::reference::Reference;
 
 /// The options of `iotql run`.
 #[derive(Debug, Clone)]
@@ -86,11 +88,15 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     let base = file.parent().unwrap_or(Path::new("."));
 
     // Inputs: a command-line binding, else the declaration. Only the
-    // columns the job reads are decoded.
+    // columns the job reads are decoded. Reference inputs are read whole.
     let columns = plan.referenced_columns();
     let mut sources: Vec<(String, Box<dyn Source>)> = Vec::new();
+    let mut references: Vec<(Reference, RecordBatch)> = Vec::new();
+    let reference_names = plan.references();
+    let mut refused = Vec::new();
     for input in &plan.inputs {
-        if !plan.nodes.iter().any(|n| matches!(&n.kind, iotql_engine::plan::NodeKind::Scan { input: i } if i == &input.name)) {
+        let is_reference = reference_names.contains(&input.name);
+        if !is_reference && !plan.nodes.iter().any(|n| matches!(&n.kind, iotql_engine::plan::NodeKind::Scan { input: i } if i == &input.name)) {
             continue;
         }
         let spec = match find(&options.inputs, &input.name)
@@ -113,6 +119,18 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             Ok(s) => s,
             Err(e) => return usage(format!("input `{}`: {e}", input.name)),
         };
+        if is_reference {
+            let loaded = Reference::new(&input.name, spec, schema, input.options.get("refresh"))
+                .and_then(|mut r| r.read().map(|(table, letters)| (r, table, letters)));
+            match loaded {
+                Ok((r, table, letters)) => {
+                    refused.extend(letters);
+                    references.push((r, table));
+                }
+                Err(e) => return runtime(e),
+            }
+            continue;
+        }
         match endpoint::open_source(
             &input.name,
             &spec,
@@ -146,11 +164,20 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     let schemas = sources
         .iter()
         .map(|(n, s)| (n.clone(), s.schema()))
+        .chain(references.iter().map(|(r, t)| (r.name.clone(), t.schema())))
         .collect();
     let compiler = ExprCompiler::new();
     let mut dataflow = match Dataflow::compile(&plan, &schemas, sinks, &compiler) {
         Ok(d) => d,
         Err(problems) => return job.refuse(&problems),
+    };
+    let mut references: Vec<Reference> = match references
+        .into_iter()
+        .map(|(r, table)| dataflow.load_reference(&r.name, &table).map(|()| r))
+        .collect()
+    {
+        Ok(r) => r,
+        Err(e) => return runtime(e),
     };
 
     let dead_path = options
@@ -158,6 +185,9 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         .clone()
         .unwrap_or_else(|| file.with_extension("deadletter.jsonl"));
     let mut dead = DeadLetterWriter::new(dead_path);
+    if let Err(e) = dead.write(&refused) {
+        return runtime(format!("dead-letter file {}: {e}", dead.path().display()));
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -189,6 +219,7 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         &mut dataflow,
         &names,
         &receivers,
+        &mut references,
         &mut dead,
         &interrupted,
         &progress,
@@ -218,6 +249,7 @@ fn pump(
     dataflow: &mut Dataflow,
     names: &[String],
     receivers: &[Receiver<(Read, u64)>],
+    references: &mut [Reference],
     dead: &mut DeadLetterWriter,
     interrupted: &AtomicBool,
     progress: &ProgressBar,
@@ -230,6 +262,11 @@ fn pump(
         if interrupted.load(Ordering::SeqCst) {
             // Stop reading; what was read is flushed.
             break;
+        }
+        for r in references.iter_mut() {
+            let letters = r.refresh(dataflow)?;
+            dead.write(&letters)
+                .map_err(|e| format!("dead-letter file: {e}"))?;
         }
         let mut select = Select::new();
         let indices: Vec<usize> = (0..receivers.len()).filter(|&i| open[i]).collect();

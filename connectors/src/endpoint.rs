@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, Source};
 
@@ -182,6 +183,27 @@ pub fn open_source(
             jsonl::open_source(name, input, schema, batch_size, columns)?
         }
     })
+}
+
+/// Every row of a bounded source (a reference table) as one batch, without
+/// the position column, and the rows it could not read.
+pub fn read_all(
+    source: &mut dyn Source,
+) -> Result<(RecordBatch, Vec<iotql_engine::operator::DeadLetter>), EngineError> {
+    let schema = source.schema();
+    let mut batches = Vec::new();
+    let mut dead_letters = Vec::new();
+    while let Some(b) = source.next_batch()? {
+        dead_letters.extend(b.dead_letters);
+        if let Some(batch) = b.batch {
+            let keep: Vec<usize> = (0..batch.num_columns())
+                .filter(|&i| batch.schema().field(i).name() != iotql_engine::time::POSITION)
+                .collect();
+            batches.push(batch.project(&keep)?);
+        }
+    }
+    let table = iotql_engine::arrow::compute::concat_batches(&schema, &batches)?;
+    Ok((table, dead_letters))
 }
 
 /// The sink of an output.

@@ -166,6 +166,39 @@ impl Build<'_> {
             ),
             (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
             (
+                NodeKind::ReferenceJoin {
+                    reference,
+                    left_outer,
+                    left_alias,
+                    right_alias,
+                    on,
+                },
+                Some(left),
+            ) => {
+                let table = self
+                    .input_schemas
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(reference))
+                    .map(|(_, s)| s.clone())
+                    .ok_or_else(|| {
+                        diag(
+                            node.span,
+                            format!("reference input `{reference}` is not bound to a source"),
+                        )
+                    })?;
+                crate::operator::reference::compile(
+                    reference,
+                    *left_outer,
+                    left_alias,
+                    right_alias,
+                    on,
+                    &left,
+                    &table,
+                    self.compiler,
+                    node.span,
+                )
+            }
+            (
                 NodeKind::Join {
                     left_outer,
                     left_alias,
@@ -457,6 +490,15 @@ impl Dataflow {
 
     pub fn output_stats(&self) -> &[OutputStats] {
         &self.outputs
+    }
+
+    /// Loads (or reloads) the reference input `name`: every JOIN with it
+    /// looks events up in `table` from now on.
+    pub fn load_reference(&mut self, name: &str, table: &RecordBatch) -> Result<(), EngineError> {
+        for node in &mut self.nodes {
+            node.op.on_reference(name, table)?;
+        }
+        Ok(())
     }
 
     /// Dead letters produced since the last call.

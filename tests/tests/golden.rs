@@ -62,7 +62,9 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
     let plan = plan::build(&script, &options).map_err(|p| render(&p))?;
 
     let mut sources = Vec::new();
+    let mut references = Vec::new();
     let columns = plan.referenced_columns();
+    let reference_names = plan.references();
     for input in &plan.inputs {
         let csv = dir.join(format!("{}.csv", input.name));
         let jsonl = dir.join(format!("{}.jsonl", input.name));
@@ -79,7 +81,11 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
         let schema = endpoint::declared_schema(&input.options)?;
         let s = endpoint::open_source(&input.name, &spec, schema, batch_size, columns.as_ref())
             .map_err(|e| e.to_string())?;
-        sources.push((input.name.clone(), s));
+        if reference_names.contains(&input.name) {
+            references.push((input.name.clone(), s));
+        } else {
+            sources.push((input.name.clone(), s));
+        }
     }
     let mut sinks: HashMap<String, Box<dyn Sink>> = HashMap::new();
     let mut files = BTreeMap::new();
@@ -96,10 +102,20 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
     }
     let schemas = sources
         .iter()
+        .chain(&references)
         .map(|(n, s)| (n.clone(), s.schema()))
         .collect();
     let mut dataflow =
         Dataflow::compile(&plan, &schemas, sinks, &ExprCompiler::new()).map_err(|p| render(&p))?;
+    let mut refused = Vec::new();
+    for (name, mut source) in references {
+        let (table, letters) =
+            iotql_connectors::endpoint::read_all(source.as_mut()).map_err(|e| e.to_string())?;
+        refused.extend(letters);
+        dataflow
+            .load_reference(&name, &table)
+            .map_err(|e| e.to_string())?;
+    }
 
     let mut dead_letters = Vec::new();
     let mut record = |letters: Vec<iotql_engine::operator::DeadLetter>| {
@@ -109,6 +125,7 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
                 .map(|d| format!("{} {}: {}", d.input, d.position, d.reason)),
         );
     };
+    record(refused);
     // Inputs are read in turns, one batch each, as a live job would see them.
     let mut open: Vec<bool> = vec![true; sources.len()];
     while open.iter().any(|&o| o) {

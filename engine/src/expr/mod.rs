@@ -430,8 +430,46 @@ fn column_path(path: &[ast::Ident], schema: &Schema, span: Span) -> Result<DfExp
     };
     let _ = span;
     let mut e = DfExpr::Column(Column::new_unqualified(actual));
+    // Record paths: each part names a field of the record before it.
+    let mut record = schema
+        .field_with_name(actual)
+        .ok()
+        .map(|f| f.data_type().clone());
+    let mut path_so_far = actual.to_string();
     for field in &parts[1..] {
-        e = datafusion::functions::core::expr_fn::get_field(e, field.value.clone());
+        if let Some(ArrowType::Struct(fields)) = &record {
+            match fields
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(&field.value))
+            {
+                Some(f) => {
+                    e = datafusion::functions::core::expr_fn::get_field(e, f.name().clone());
+                    record = Some(f.data_type().clone());
+                }
+                None => {
+                    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                    let mut d = error(
+                        field.span,
+                        format!("`{path_so_far}` has no field `{}`", field.value),
+                        "unknown field",
+                    );
+                    d.help = Some(
+                        match iotql_dsl::suggest::closest(&field.value, names.iter().copied()) {
+                            Some(c) => format!("did you mean `{path_so_far}.{c}`?"),
+                            None => {
+                                format!("the fields of `{path_so_far}` are: {}", names.join(", "))
+                            }
+                        },
+                    );
+                    return Err(d);
+                }
+            }
+        } else {
+            e = datafusion::functions::core::expr_fn::get_field(e, field.value.clone());
+            record = None;
+        }
+        path_so_far.push('.');
+        path_so_far.push_str(&field.value);
     }
     Ok(e)
 }

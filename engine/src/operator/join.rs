@@ -94,7 +94,7 @@ impl JoinLayout {
     }
 
     /// A side's visible columns of `batch`.
-    fn side(&self, left: bool, batch: &RecordBatch) -> Vec<ArrayRef> {
+    pub(crate) fn side(&self, left: bool, batch: &RecordBatch) -> Vec<ArrayRef> {
         let columns = if left {
             &self.left_columns
         } else {
@@ -222,10 +222,77 @@ struct Stored {
     matched: bool,
 }
 
+/// Encodes the join keys of either side's rows as comparable bytes (the
+/// right side's keys cast to the left side's types).
+#[derive(Debug)]
+pub(crate) struct KeyEncoder {
+    left: Vec<Arc<dyn PhysicalExpr>>,
+    right: Vec<Arc<dyn PhysicalExpr>>,
+    types: Vec<DataType>,
+    converter: RowConverter,
+}
+
+impl KeyEncoder {
+    pub(crate) fn new(
+        left: Vec<Arc<dyn PhysicalExpr>>,
+        right: Vec<Arc<dyn PhysicalExpr>>,
+        layout: &JoinLayout,
+    ) -> Result<Self, EngineError> {
+        let types = left
+            .iter()
+            .map(|k| k.data_type(&layout.schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let converter =
+            RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(KeyEncoder {
+            left,
+            right,
+            types,
+            converter,
+        })
+    }
+
+    /// Each row's key (`None` when a key is NULL: it matches nothing). The
+    /// keys are compiled over the join's rows: a side's rows are seen as
+    /// join rows with NULLs for the other side.
+    pub(crate) fn encode(
+        &self,
+        layout: &JoinLayout,
+        left: bool,
+        columns: &[ArrayRef],
+        times: &[i64],
+    ) -> Result<Vec<Option<Box<[u8]>>>, EngineError> {
+        let n = times.len();
+        let own = Some(columns.to_vec());
+        let batch = if left {
+            layout.rows(own, None, times.to_vec())?
+        } else {
+            layout.rows(None, own, times.to_vec())?
+        };
+        let exprs = if left { &self.left } else { &self.right };
+        let columns = exprs
+            .iter()
+            .zip(&self.types)
+            .map(|(e, t)| {
+                let a = e.evaluate(&batch)?.into_array(n)?;
+                Ok(if a.data_type() == t { a } else { cast(&a, t)? })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let rows = self.converter.convert_columns(&columns)?;
+        Ok((0..n)
+            .map(|i| {
+                columns
+                    .iter()
+                    .all(|c| c.is_valid(i))
+                    .then(|| rows.row(i).as_ref().into())
+            })
+            .collect())
+    }
+}
+
 pub struct JoinOperator {
     spec: JoinSpec,
-    converter: RowConverter,
-    key_types: Vec<DataType>,
+    keys: KeyEncoder,
     left: Buffer,
     right: Buffer,
 }
@@ -241,21 +308,14 @@ impl std::fmt::Debug for JoinOperator {
 
 impl JoinOperator {
     pub fn new(spec: JoinSpec) -> Result<Self, EngineError> {
-        let key_types = spec
-            .left_keys
-            .iter()
-            .map(|k| k.data_type(&spec.layout.schema))
-            .collect::<Result<Vec<_>, _>>()?;
-        let converter = RowConverter::new(
-            key_types
-                .iter()
-                .map(|t| SortField::new(t.clone()))
-                .collect(),
+        let keys = KeyEncoder::new(
+            spec.left_keys.clone(),
+            spec.right_keys.clone(),
+            &spec.layout,
         )?;
         Ok(JoinOperator {
             spec,
-            converter,
-            key_types,
+            keys,
             left: Buffer::default(),
             right: Buffer::default(),
         })
@@ -263,47 +323,6 @@ impl JoinOperator {
 
     pub fn schema(&self) -> SchemaRef {
         self.spec.layout.schema.clone()
-    }
-
-    /// Each row's key (`None` when a key is NULL: it matches nothing). The
-    /// keys are compiled over the join's rows: a side's rows are seen as
-    /// join rows with NULLs for the other side.
-    fn keys(
-        &self,
-        left: bool,
-        columns: &[ArrayRef],
-        times: &[i64],
-    ) -> Result<Vec<Option<Box<[u8]>>>, EngineError> {
-        let n = times.len();
-        let own = Some(columns.to_vec());
-        let batch = if left {
-            self.spec.layout.rows(own, None, times.to_vec())?
-        } else {
-            self.spec.layout.rows(None, own, times.to_vec())?
-        };
-        let batch = &batch;
-        let exprs = if left {
-            &self.spec.left_keys
-        } else {
-            &self.spec.right_keys
-        };
-        let columns = exprs
-            .iter()
-            .zip(&self.key_types)
-            .map(|(e, t)| {
-                let a = e.evaluate(batch)?.into_array(n)?;
-                Ok(if a.data_type() == t { a } else { cast(&a, t)? })
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        let rows = self.converter.convert_columns(&columns)?;
-        Ok((0..n)
-            .map(|i| {
-                columns
-                    .iter()
-                    .all(|c| c.is_valid(i))
-                    .then(|| rows.row(i).as_ref().into())
-            })
-            .collect())
     }
 
     /// Pairs (left, right) as rows of the join, the residual applied; the
@@ -348,7 +367,9 @@ impl JoinOperator {
             .values()
             .to_vec();
         let columns = self.spec.layout.side(left, &batch);
-        let keys = self.keys(left, &columns, &times)?;
+        let keys = self
+            .keys
+            .encode(&self.spec.layout, left, &columns, &times)?;
         let (own, other) = if left {
             (&mut self.left, &self.right)
         } else {
@@ -626,29 +647,35 @@ fn integer(e: &iotql_dsl::ast::Expr) -> Option<i64> {
     }
 }
 
-/// Compiles a JOIN of two streams: the layout of its rows, the equal keys,
-/// the time bound and the rest of ON.
-#[allow(clippy::too_many_arguments)]
-pub fn compile(
-    left_outer: bool,
+fn join_error(span: iotql_dsl::Span, message: String) -> Vec<iotql_dsl::Diagnostic> {
+    vec![iotql_dsl::Diagnostic::new(
+        "iotql::join",
+        span,
+        message,
+        "here",
+    )]
+}
+
+/// What ON says, compiled over the join's rows.
+pub(crate) struct OnParts {
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// `t_right - t_left` within `[lo, hi]` microseconds, if ON bounds it.
+    pub bound: Option<(i64, i64)>,
+    pub residual: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// Splits ON into the equal keys (an expression of one side = one of the
+/// other), the DATEDIFF time bound, and the rest.
+pub(crate) fn split_on(
+    on: &iotql_dsl::ast::Expr,
     left_alias: &str,
     right_alias: &str,
-    on: &iotql_dsl::ast::Expr,
-    left: &SchemaRef,
-    right: &SchemaRef,
+    layout: &JoinLayout,
     compiler: &crate::expr::ExprCompiler,
-    span: iotql_dsl::Span,
-) -> Result<(Box<dyn Operator>, SchemaRef), Vec<iotql_dsl::Diagnostic>> {
+) -> Result<OnParts, Vec<iotql_dsl::Diagnostic>> {
     use iotql_dsl::ast::{BinaryOp, Expr, ExprKind};
-    let error = |span, message: String| {
-        vec![iotql_dsl::Diagnostic::new(
-            "iotql::join",
-            span,
-            message,
-            "here",
-        )]
-    };
-    let layout = JoinLayout::new(left_alias, left, right_alias, right);
+    let error = join_error;
     let side_of_name = |name: &str| -> Option<Side> {
         if name.eq_ignore_ascii_case(left_alias) {
             return Some(Side::Left);
@@ -827,25 +854,6 @@ pub fn compile(
             _ => residual.push(part),
         }
     }
-    if !bounded || lo == i64::MIN || hi == i64::MAX {
-        return Err(vec![
-            iotql_dsl::Diagnostic::new(
-                "iotql::join",
-                span,
-                "a JOIN of two streams needs a time bound in ON",
-                "no DATEDIFF bound on both sides",
-            )
-            .with_help(format!(
-                "add e.g. `AND DATEDIFF(second, {left_alias}, {right_alias}) BETWEEN 0 AND 60`: how far apart in time two events may be to match"
-            )),
-        ]);
-    }
-    if lo > hi {
-        return Err(error(
-            span,
-            "the JOIN's time bounds leave no room for a match".into(),
-        ));
-    }
     let compile = |e: &Expr| compiler.compile(e, &schema).map_err(|d| vec![d]);
     let left_keys = left_keys
         .into_iter()
@@ -871,16 +879,61 @@ pub fn compile(
             Some(compile(&all)?)
         }
     };
-    let op = JoinOperator::new(JoinSpec {
-        layout,
+    Ok(OnParts {
         left_keys,
         right_keys,
+        bound: bounded.then_some((lo, hi)),
+        residual,
+    })
+}
+
+/// Compiles a JOIN of two streams: the layout of its rows, the equal keys,
+/// the time bound and the rest of ON.
+#[allow(clippy::too_many_arguments)]
+pub fn compile(
+    left_outer: bool,
+    left_alias: &str,
+    right_alias: &str,
+    on: &iotql_dsl::ast::Expr,
+    left: &SchemaRef,
+    right: &SchemaRef,
+    compiler: &crate::expr::ExprCompiler,
+    span: iotql_dsl::Span,
+) -> Result<(Box<dyn Operator>, SchemaRef), Vec<iotql_dsl::Diagnostic>> {
+    let layout = JoinLayout::new(left_alias, left, right_alias, right);
+    let parts = split_on(on, left_alias, right_alias, &layout, compiler)?;
+    let Some((lo, hi)) = parts
+        .bound
+        .filter(|(lo, hi)| *lo != i64::MIN && *hi != i64::MAX)
+    else {
+        return Err(vec![
+            iotql_dsl::Diagnostic::new(
+                "iotql::join",
+                span,
+                "a JOIN of two streams needs a time bound in ON",
+                "no DATEDIFF bound on both sides",
+            )
+            .with_help(format!(
+                "add e.g. `AND DATEDIFF(second, {left_alias}, {right_alias}) BETWEEN 0 AND 60`: how far apart in time two events may be to match"
+            )),
+        ]);
+    };
+    if lo > hi {
+        return Err(join_error(
+            span,
+            "the JOIN's time bounds leave no room for a match".into(),
+        ));
+    }
+    let op = JoinOperator::new(JoinSpec {
+        layout,
+        left_keys: parts.left_keys,
+        right_keys: parts.right_keys,
         lo,
         hi,
-        residual,
+        residual: parts.residual,
         left_outer,
     })
-    .map_err(|e| error(span, e.to_string()))?;
+    .map_err(|e| join_error(span, e.to_string()))?;
     let schema = op.schema();
     Ok((Box::new(op), schema))
 }

@@ -7,6 +7,7 @@ pub(crate) mod analytic;
 pub(crate) mod filter;
 pub(crate) mod join;
 pub(crate) mod project;
+pub(crate) mod reference;
 pub(crate) mod scan;
 mod sink;
 pub(crate) mod substream;
@@ -95,6 +96,11 @@ pub trait Operator: Send {
         _wm: EventTime,
         _out: &mut Output,
     ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The reference input `name` was (re)loaded with `table`.
+    fn on_reference(&mut self, _name: &str, _table: &RecordBatch) -> Result<(), EngineError> {
         Ok(())
     }
 

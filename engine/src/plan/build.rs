@@ -250,38 +250,31 @@ impl Planner<'_> {
                 return None;
             }
             Some(JoinClause::Join(j)) => {
-                if self
+                let reference = self
                     .inputs
                     .iter()
-                    .any(|i| i.reference && i.name.eq_ignore_ascii_case(&j.source.name.value))
-                {
-                    self.unsupported(
-                        j.span,
-                        "a JOIN with reference data",
-                        "the reference-data step",
-                    );
-                    return None;
+                    .find(|i| i.reference && i.name.eq_ignore_ascii_case(&j.source.name.value))
+                    .map(|i| i.name.clone());
+                match reference {
+                    // Every row keeps its event's time (and substream).
+                    Some(reference) => {
+                        current = self.add(
+                            NodeKind::ReferenceJoin {
+                                reference,
+                                left_outer: j.kind == JoinKind::Left,
+                                left_alias: s.from.source.qualifier().value.clone(),
+                                right_alias: j.source.qualifier().value.clone(),
+                                on: j.on.clone(),
+                            },
+                            vec![current],
+                            j.span,
+                        );
+                    }
+                    None => {
+                        current = self.stream_join(s, j, current, substreams.is_some())?;
+                        substreams = None;
+                    }
                 }
-                let right = self.source(&j.source)?;
-                if substreams.is_some() || self.substreams.contains_key(&right) {
-                    self.unsupported(
-                        j.span,
-                        "a JOIN of substreams (TIMESTAMP BY ... OVER)",
-                        "a later step",
-                    );
-                    return None;
-                }
-                current = self.add(
-                    NodeKind::Join {
-                        left_outer: j.kind == JoinKind::Left,
-                        left_alias: s.from.source.qualifier().value.clone(),
-                        right_alias: j.source.qualifier().value.clone(),
-                        on: j.on.clone(),
-                    },
-                    vec![current, right],
-                    j.span,
-                );
-                substreams = None;
             }
         }
         if !analytics.is_empty() {
@@ -356,6 +349,35 @@ impl Planner<'_> {
             self.substreams.insert(id, sub.through(&s.projection));
         }
         Some(id)
+    }
+
+    /// A JOIN of the stream `left` with another stream.
+    fn stream_join(
+        &mut self,
+        s: &Select,
+        j: &Join,
+        left: NodeId,
+        left_substreams: bool,
+    ) -> Option<NodeId> {
+        let right = self.source(&j.source)?;
+        if left_substreams || self.substreams.contains_key(&right) {
+            self.unsupported(
+                j.span,
+                "a JOIN of substreams (TIMESTAMP BY ... OVER)",
+                "a later step",
+            );
+            return None;
+        }
+        Some(self.add(
+            NodeKind::Join {
+                left_outer: j.kind == JoinKind::Left,
+                left_alias: s.from.source.qualifier().value.clone(),
+                right_alias: j.source.qualifier().value.clone(),
+                on: j.on.clone(),
+            },
+            vec![left, right],
+            j.span,
+        ))
     }
 
     /// An analytic function over substreams looks back within a substream,

@@ -59,6 +59,21 @@ impl Display for NodeKind {
                 )
             }
             NodeKind::Filter { predicate } => write!(f, "Filter {predicate}"),
+            NodeKind::ReferenceJoin {
+                reference,
+                left_outer,
+                left_alias,
+                right_alias,
+                on,
+            } => write!(
+                f,
+                "{} {left_alias} with reference {reference} AS {right_alias} ON {on}",
+                if *left_outer {
+                    "LeftReferenceJoin"
+                } else {
+                    "ReferenceJoin"
+                }
+            ),
             NodeKind::Join {
                 left_outer,
                 left_alias,

@@ -67,6 +67,15 @@ pub enum NodeKind {
         right_alias: String,
         on: Expr,
     },
+    /// JOIN of a stream with reference data (the input `reference`, loaded
+    /// from outside); one input, the stream.
+    ReferenceJoin {
+        reference: String,
+        left_outer: bool,
+        left_alias: String,
+        right_alias: String,
+        on: Expr,
+    },
     /// Keeps the rows for which the predicate is true.
     Filter { predicate: Expr },
     /// A SELECT without GROUP BY: one output row per input row.
@@ -203,7 +212,7 @@ impl LogicalPlan {
                     arrivals.extend(arrival.iter().map(|a| a.to_ascii_lowercase()));
                 }
                 NodeKind::Filter { predicate } => add(predicate),
-                NodeKind::Join { on, .. } => add(on),
+                NodeKind::Join { on, .. } | NodeKind::ReferenceJoin { on, .. } => add(on),
                 NodeKind::Analytic { functions } => {
                     for f in functions {
                         f.call.walk_args(&mut |e| add(e));
@@ -233,6 +242,22 @@ impl LogicalPlan {
         }
         names.extend(arrivals);
         Some(names)
+    }
+
+    /// The reference inputs the job joins with (loaded from outside with
+    /// `Dataflow::load_reference`, not read as streams).
+    pub fn references(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::ReferenceJoin { reference, .. } => Some(reference.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     pub fn input(&self, name: &str) -> Option<&InputDecl> {
