@@ -166,6 +166,14 @@ impl Build<'_> {
             ),
             (NodeKind::Filter { predicate }, Some(schema)) => self.filter(predicate, schema),
             (
+                NodeKind::Apply {
+                    outer,
+                    function,
+                    alias,
+                },
+                Some(schema),
+            ) => crate::operator::apply::compile(*outer, function, alias, &schema, self.compiler),
+            (
                 NodeKind::ReferenceJoin {
                     reference,
                     left_outer,

@@ -4,6 +4,7 @@
 //! operators with several inputs.
 
 pub(crate) mod analytic;
+pub(crate) mod apply;
 pub(crate) mod filter;
 pub(crate) mod join;
 pub(crate) mod project;

@@ -36,6 +36,19 @@ impl Projection {
         let mut problems = Vec::new();
         for item in items {
             match item {
+                // `record.*` (or `alias.record.*`); a bare `alias.*` is `*`.
+                SelectItem::QualifiedWildcard(path, span)
+                    if find_field(input, &path[0].value).is_some()
+                        || path
+                            .get(1)
+                            .is_some_and(|p| find_field(input, &p.value).is_some()) =>
+                {
+                    if let Err(d) =
+                        record_fields(path, *span, input, compiler, &mut exprs, &mut fields)
+                    {
+                        problems.push(d);
+                    }
+                }
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                     for (i, f) in input.fields().iter().enumerate() {
                         if !f.name().starts_with("__iotql_") {
@@ -114,6 +127,37 @@ impl Projection {
             &options,
         )?)
     }
+}
+
+/// Adds the fields of the record at `path` (`e.reading.*`) to the select
+/// list: an expression reading each and its output field.
+fn record_fields(
+    path: &[iotql_dsl::ast::Ident],
+    span: iotql_dsl::Span,
+    input: &SchemaRef,
+    compiler: &ExprCompiler,
+    exprs: &mut Vec<Arc<dyn PhysicalExpr>>,
+    fields: &mut Vec<Field>,
+) -> Result<(), Diagnostic> {
+    let record = iotql_dsl::ast::Expr::new(ExprKind::Column(path.to_vec()), span);
+    let compiled = compiler.compile(&record, input)?;
+    let Ok(datafusion::arrow::datatypes::DataType::Struct(members)) = compiled.data_type(input)
+    else {
+        return Err(Diagnostic::new(
+            "iotql::plan",
+            span,
+            format!("`{record}.*` needs a record"),
+            "not a record",
+        ));
+    };
+    for m in members.iter() {
+        let mut member_path = path.to_vec();
+        member_path.push(iotql_dsl::ast::Ident::new(m.name().clone(), span));
+        let e = iotql_dsl::ast::Expr::new(ExprKind::Column(member_path), span);
+        exprs.push(compiler.compile(&e, input)?);
+        fields.push(m.as_ref().clone());
+    }
+    Ok(())
 }
 
 #[derive(Debug)]

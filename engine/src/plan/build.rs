@@ -231,10 +231,16 @@ impl Planner<'_> {
     }
 
     fn select(&mut self, s: &Select) -> Option<NodeId> {
-        if let Some(j) = s.from.joins.get(1) {
+        if let Some(j) = s
+            .from
+            .joins
+            .iter()
+            .filter(|j| matches!(j, JoinClause::Join(_)))
+            .nth(1)
+        {
             self.unsupported(
                 j.span(),
-                "a second JOIN or APPLY in one FROM",
+                "a second JOIN in one FROM",
                 "a later step (join in a WITH step first)",
             );
             return None;
@@ -243,36 +249,45 @@ impl Planner<'_> {
         let s = &rewritten;
         let mut current = self.source(&s.from.source)?;
         let mut substreams = self.substreams.get(&current).cloned();
-        match s.from.joins.first() {
-            None => {}
-            Some(JoinClause::Apply(a)) => {
-                self.unsupported(a.span, "CROSS/OUTER APPLY", "the nested-data step");
-                return None;
-            }
-            Some(JoinClause::Join(j)) => {
-                let reference = self
-                    .inputs
-                    .iter()
-                    .find(|i| i.reference && i.name.eq_ignore_ascii_case(&j.source.name.value))
-                    .map(|i| i.name.clone());
-                match reference {
+        for clause in &s.from.joins {
+            match clause {
+                JoinClause::Apply(a) => {
                     // Every row keeps its event's time (and substream).
-                    Some(reference) => {
-                        current = self.add(
-                            NodeKind::ReferenceJoin {
-                                reference,
-                                left_outer: j.kind == JoinKind::Left,
-                                left_alias: s.from.source.qualifier().value.clone(),
-                                right_alias: j.source.qualifier().value.clone(),
-                                on: j.on.clone(),
-                            },
-                            vec![current],
-                            j.span,
-                        );
-                    }
-                    None => {
-                        current = self.stream_join(s, j, current, substreams.is_some())?;
-                        substreams = None;
+                    current = self.add(
+                        NodeKind::Apply {
+                            outer: a.kind == ApplyKind::Outer,
+                            function: a.function.clone(),
+                            alias: a.alias.value.clone(),
+                        },
+                        vec![current],
+                        a.span,
+                    );
+                }
+                JoinClause::Join(j) => {
+                    let reference = self
+                        .inputs
+                        .iter()
+                        .find(|i| i.reference && i.name.eq_ignore_ascii_case(&j.source.name.value))
+                        .map(|i| i.name.clone());
+                    match reference {
+                        // Every row keeps its event's time (and substream).
+                        Some(reference) => {
+                            current = self.add(
+                                NodeKind::ReferenceJoin {
+                                    reference,
+                                    left_outer: j.kind == JoinKind::Left,
+                                    left_alias: s.from.source.qualifier().value.clone(),
+                                    right_alias: j.source.qualifier().value.clone(),
+                                    on: j.on.clone(),
+                                },
+                                vec![current],
+                                j.span,
+                            );
+                        }
+                        None => {
+                            current = self.stream_join(s, j, current, substreams.is_some())?;
+                            substreams = None;
+                        }
                     }
                 }
             }

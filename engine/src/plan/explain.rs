@@ -59,6 +59,15 @@ impl Display for NodeKind {
                 )
             }
             NodeKind::Filter { predicate } => write!(f, "Filter {predicate}"),
+            NodeKind::Apply {
+                outer,
+                function,
+                alias,
+            } => write!(
+                f,
+                "{} {function} AS {alias}",
+                if *outer { "OuterApply" } else { "CrossApply" }
+            ),
             NodeKind::ReferenceJoin {
                 reference,
                 left_outer,

@@ -76,6 +76,13 @@ pub enum NodeKind {
         right_alias: String,
         on: Expr,
     },
+    /// CROSS / OUTER APPLY of GetArrayElements or GetRecordProperties: a
+    /// row per element, under `alias`.
+    Apply {
+        outer: bool,
+        function: iotql_dsl::ast::FunctionCall,
+        alias: String,
+    },
     /// Keeps the rows for which the predicate is true.
     Filter { predicate: Expr },
     /// A SELECT without GROUP BY: one output row per input row.
@@ -213,6 +220,7 @@ impl LogicalPlan {
                 }
                 NodeKind::Filter { predicate } => add(predicate),
                 NodeKind::Join { on, .. } | NodeKind::ReferenceJoin { on, .. } => add(on),
+                NodeKind::Apply { function, .. } => function.walk_args(&mut |e| add(e)),
                 NodeKind::Analytic { functions } => {
                     for f in functions {
                         f.call.walk_args(&mut |e| add(e));
