@@ -64,6 +64,7 @@ const QUERIES: &[&str] = &[
      GROUP BY device_id, SlidingWindow(second, 30)",
     "SELECT device_id, v, System.Timestamp() AS t,
             LAG(v, 2) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1)) AS prev,
+            AVG(v) OVER (PARTITION BY device_id LIMIT DURATION(second, 30)) AS avg_30s,
             ISFIRST(minute, 1) OVER (PARTITION BY device_id) AS first
      INTO out FROM readings TIMESTAMP BY ts",
     "SELECT r1.device_id, r1.v AS v1, r2.v AS v2, System.Timestamp() AS t

@@ -40,6 +40,8 @@ const QUERIES: &[&str] = &[
     "SELECT device_id, v, System.Timestamp() AS t,
             LAG(v) OVER (PARTITION BY device_id LIMIT DURATION(second, 20)) AS prev,
             LAST(v) OVER (PARTITION BY device_id LIMIT DURATION(minute, 1) WHEN v > 5) AS last_high,
+            SUM(v) OVER (PARTITION BY device_id LIMIT DURATION(second, 20)) AS sum_20s,
+            MAX(v) OVER (LIMIT DURATION(second, 10)) AS max_10s,
             ISFIRST(second, 10) OVER (PARTITION BY device_id) AS first
      INTO out FROM readings TIMESTAMP BY ts",
     "SELECT r1.device_id, r1.v AS v1, r2.v AS v2, System.Timestamp() AS t

@@ -49,6 +49,11 @@ pub enum AnalyticKind {
     },
     /// ISFIRST over tumbling windows of this many microseconds.
     IsFirst { size: i64 },
+    /// An aggregate over the events within LIMIT DURATION (the current one
+    /// included), e.g. `AVG(t) OVER (PARTITION BY d LIMIT DURATION(minute, 5))`.
+    Aggregate {
+        aggregate: Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+    },
 }
 
 /// One compiled analytic function.
@@ -70,6 +75,12 @@ enum Memory {
     Values(VecDeque<(i64, ScalarValue)>),
     /// The end of the window of the last event counted first.
     FirstIn(i64),
+    /// The events within LIMIT DURATION that satisfied WHEN (their
+    /// aggregate inputs, one row each) and their running aggregate.
+    Aggregate {
+        events: VecDeque<(i64, Vec<ArrayRef>)>,
+        accumulator: Box<dyn datafusion::logical_expr::Accumulator>,
+    },
 }
 
 #[derive(Debug)]
@@ -107,6 +118,7 @@ impl AnalyticOperator {
             let data_type = match &spec.kind {
                 AnalyticKind::Lag { value, .. } => value.data_type(input)?,
                 AnalyticKind::IsFirst { .. } => DataType::Int64,
+                AnalyticKind::Aggregate { aggregate } => aggregate.field().data_type().clone(),
             };
             fields.push(Field::new(&spec.column, data_type.clone(), true));
             let converter = if spec.partition.is_empty() {
@@ -183,6 +195,9 @@ impl AnalyticOperator {
                     .back()
                     .is_some_and(|(t, _)| *t > wm.saturating_sub(duration)),
                 Memory::FirstIn(end) => *end >= wm,
+                Memory::Aggregate { events, .. } => events
+                    .back()
+                    .is_some_and(|(t, _)| *t > wm.saturating_sub(duration)),
             });
         }
     }
@@ -246,6 +261,52 @@ impl Function {
                     out.push(i64::from(first));
                 }
                 Ok(Arc::new(Int64Array::from(out)))
+            }
+            AnalyticKind::Aggregate { aggregate } => {
+                let inputs = aggregate
+                    .expressions()
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut out = Vec::with_capacity(n);
+                for row in 0..n {
+                    let t = times[row];
+                    let memory = match self.partitions.entry(keys[row].clone()) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(Memory::Aggregate {
+                                events: VecDeque::new(),
+                                accumulator: aggregate.create_sliding_accumulator()?,
+                            })
+                        }
+                    };
+                    let Memory::Aggregate {
+                        events,
+                        accumulator,
+                    } = memory
+                    else {
+                        return Err(EngineError::Internal("an analytic state mix-up".into()));
+                    };
+                    while let Some((at, _)) = events.front()
+                        && *at <= t.saturating_sub(duration)
+                    {
+                        if let Some((_, old)) = events.pop_front() {
+                            accumulator.retract_batch(&old)?;
+                        }
+                    }
+                    if counts(row) {
+                        let one: Vec<ArrayRef> = inputs.iter().map(|a| a.slice(row, 1)).collect();
+                        accumulator.update_batch(&one)?;
+                        events.push_back((t, one));
+                    }
+                    out.push(accumulator.evaluate()?);
+                }
+                let values = ScalarValue::iter_to_array(out)?;
+                Ok(if values.data_type() == &self.data_type {
+                    values
+                } else {
+                    cast(&values, &self.data_type)?
+                })
             }
             AnalyticKind::Lag {
                 value,
@@ -333,7 +394,8 @@ impl Operator for AnalyticOperator {
     }
 
     /// Sections: the watermark; the waiting rows; then per function its
-    /// partitions (key, time, value rows; ISFIRST: key, window end).
+    /// partitions (key, time, value rows; ISFIRST: key, window end;
+    /// aggregates: key, time, the event's aggregate inputs).
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
         let mut parts = vec![self.watermark.to_le_bytes().to_vec()];
         let pending: Vec<Vec<ArrayRef>> =
@@ -343,6 +405,7 @@ impl Operator for AnalyticOperator {
             let mut entries: Vec<(&Box<[u8]>, &Memory)> = f.partitions.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             let (mut keys, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());
+            let mut inputs: Vec<Vec<ArrayRef>> = Vec::new();
             for (key, memory) in entries {
                 match memory {
                     Memory::Values(history) => {
@@ -356,6 +419,16 @@ impl Operator for AnalyticOperator {
                         keys.push(key.as_ref());
                         times.push(*end);
                     }
+                    Memory::Aggregate { events, .. } => {
+                        for (t, one) in events {
+                            keys.push(key.as_ref());
+                            times.push(*t);
+                            inputs.resize(one.len(), Vec::new());
+                            for (column, a) in inputs.iter_mut().zip(one) {
+                                column.push(a.clone());
+                            }
+                        }
+                    }
                 }
             }
             let mut columns: Vec<ArrayRef> = vec![
@@ -364,6 +437,10 @@ impl Operator for AnalyticOperator {
             ];
             if !values.is_empty() {
                 columns.push(ScalarValue::iter_to_array(values)?);
+            }
+            for column in inputs {
+                let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
+                columns.push(datafusion::arrow::compute::concat(&parts)?);
             }
             parts.push(crate::window::ipc::write(&[columns])?);
         }
@@ -392,6 +469,27 @@ impl Operator for AnalyticOperator {
                     match &f.spec.kind {
                         AnalyticKind::IsFirst { .. } => {
                             f.partitions.insert(key, Memory::FirstIn(times.value(i)));
+                        }
+                        AnalyticKind::Aggregate { aggregate } => {
+                            let memory = match f.partitions.entry(key) {
+                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(Memory::Aggregate {
+                                        events: VecDeque::new(),
+                                        accumulator: aggregate.create_sliding_accumulator()?,
+                                    })
+                                }
+                            };
+                            if let Memory::Aggregate {
+                                events,
+                                accumulator,
+                            } = memory
+                            {
+                                let one: Vec<ArrayRef> =
+                                    columns[2..].iter().map(|c| c.slice(i, 1)).collect();
+                                accumulator.update_batch(&one)?;
+                                events.push_back((times.value(i), one));
+                            }
                         }
                         AnalyticKind::Lag { .. } => {
                             let values = columns.get(2).ok_or_else(bad)?;
@@ -545,6 +643,27 @@ fn compile_specs(
                 };
                 AnalyticKind::IsFirst { size }
             }
+            _ if over.is_some_and(|o| o.limit_duration.is_some())
+                && matches!(
+                    iotql_dsl::catalog::kind_of(call),
+                    Some(iotql_dsl::catalog::FunctionKind::Aggregate)
+                ) =>
+            {
+                let aggregate = crate::window::compile_aggregate(call, &f.column, input, compiler)
+                    .map_err(|d| vec![d])?;
+                if aggregate.create_sliding_accumulator().is_err() {
+                    return Err(error(
+                        call.span,
+                        format!(
+                            "{} cannot run over LIMIT DURATION (it cannot forget events as they leave); COUNT, SUM, AVG, MIN, MAX, STDEV and VAR can",
+                            call.qualified_name()
+                        ),
+                    ));
+                }
+                AnalyticKind::Aggregate {
+                    aggregate: Arc::new(aggregate),
+                }
+            }
             _ => {
                 return Err(vec![
                     iotql_dsl::Diagnostic::new(
@@ -556,7 +675,7 @@ fn compile_specs(
                         ),
                         "not supported yet",
                     )
-                    .with_help("LAG, LAST and ISFIRST run today"),
+                    .with_help("LAG, LAST, ISFIRST and aggregates over LIMIT DURATION run today"),
                 ]);
             }
         };

@@ -591,7 +591,7 @@ fn create_groups_accumulator(
     ))
 }
 
-fn compile_aggregate(
+pub(crate) fn compile_aggregate(
     call: &ast::FunctionCall,
     name: &str,
     input: &SchemaRef,

@@ -14,7 +14,7 @@ mod session;
 mod sliding;
 
 pub use aggregate::WindowAggregateOperator;
-pub(crate) use aggregation::whole_event;
+pub(crate) use aggregation::{compile_aggregate, whole_event};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use iotql_dsl::Diagnostic;
