@@ -44,7 +44,11 @@ impl Operator for FilterOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        out.batch(filter(&self.predicate, &batch)?);
+        if let Some(kept) =
+            super::per_row_on_error(&batch, "WHERE", |b| filter(&self.predicate, b), out)?
+        {
+            out.batch(kept);
+        }
         Ok(())
     }
 }

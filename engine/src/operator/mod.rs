@@ -53,6 +53,94 @@ pub struct DeadLetter {
     pub raw: String,
 }
 
+/// Applies `f` to a whole batch; if it fails (a CAST of a value that is
+/// not a number, ...), to each row on its own: the rows it fails on become
+/// dead letters, with the error as the reason, and the rest goes on.
+pub(crate) fn per_row_on_error(
+    batch: &RecordBatch,
+    what: &str,
+    f: impl Fn(&RecordBatch) -> Result<RecordBatch, EngineError>,
+    out: &mut Output,
+) -> Result<Option<RecordBatch>, EngineError> {
+    let whole = match f(batch) {
+        Ok(b) => return Ok(Some(b)),
+        Err(e) => e,
+    };
+    let mut kept = Vec::new();
+    for row in 0..batch.num_rows() {
+        let one = batch.slice(row, 1);
+        match f(&one) {
+            Ok(b) => kept.push(b),
+            Err(e) => out.dead_letters.push(DeadLetter {
+                input: what.to_string(),
+                position: event_position(&one),
+                reason: plain_error(&e.to_string()),
+                raw: row_json(&one),
+            }),
+        }
+    }
+    // Failing on the whole batch but on no single row is the engine's fault.
+    let Some(first) = kept.first() else {
+        return Ok(None);
+    };
+    if kept.len() == batch.num_rows() {
+        return Err(whole);
+    }
+    let schema = first.schema();
+    Ok(Some(datafusion::arrow::compute::concat_batches(
+        &schema, &kept,
+    )?))
+}
+
+/// An evaluation error without the layers of wrapping it went through.
+fn plain_error(message: &str) -> String {
+    let mut m = message;
+    for prefix in [
+        "evaluation failed: ",
+        "Arrow error: ",
+        "External error: ",
+        "Cast error: ",
+    ] {
+        m = m.strip_prefix(prefix).unwrap_or(m);
+    }
+    m.to_string()
+}
+
+/// "event at <time>" for a one-row batch with an event time.
+fn event_position(row: &RecordBatch) -> String {
+    use datafusion::arrow::array::AsArray;
+    row.schema()
+        .index_of(crate::time::EVENT_TIME)
+        .ok()
+        .and_then(|i| {
+            row.column(i)
+                .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("event at {}", EventTime(t.value(0))))
+        })
+        .unwrap_or_else(|| "event".to_string())
+}
+
+/// A one-row batch as JSON, without hidden columns.
+pub(crate) fn row_json(row: &RecordBatch) -> String {
+    let keep: Vec<usize> = (0..row.num_columns())
+        .filter(|&i| !row.schema().field(i).name().starts_with("__iotql_"))
+        .collect();
+    let Ok(visible) = row.project(&keep) else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+    if writer
+        .write(&visible)
+        .and_then(|_| writer.finish())
+        .is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf).trim_end().to_string()
+}
+
 /// Where an operator puts what it produces.
 #[derive(Debug, Default)]
 pub struct Output {

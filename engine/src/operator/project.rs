@@ -178,7 +178,11 @@ impl Operator for ProjectOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        out.batch(self.projection.apply(&batch)?);
+        if let Some(rows) =
+            super::per_row_on_error(&batch, "SELECT", |b| self.projection.apply(b), out)?
+        {
+            out.batch(rows);
+        }
         Ok(())
     }
 }

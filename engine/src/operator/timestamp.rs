@@ -197,7 +197,7 @@ impl TimestampOperator {
             input: self.input.clone(),
             position,
             reason,
-            raw: row_as_json(batch, row, self.position_index),
+            raw: super::row_json(&batch.slice(row, 1)),
         }
     }
 }
@@ -216,21 +216,6 @@ fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
         fields.push(Field::new(SUBSTREAM, DataType::UInt64, false));
     }
     Arc::new(Schema::new(fields))
-}
-
-/// One row as a JSON object (for dead letters), without the hidden column.
-fn row_as_json(batch: &RecordBatch, row: usize, skip: usize) -> String {
-    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| i != skip).collect();
-    let Ok(projected) = batch.project(&keep) else {
-        return String::new();
-    };
-    let slice = projected.slice(row, 1);
-    let mut buf = Vec::new();
-    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
-    if writer.write(&slice).and_then(|_| writer.finish()).is_err() {
-        return String::new();
-    }
-    String::from_utf8_lossy(&buf).trim_end().to_string()
 }
 
 /// Event times in microseconds (NULL where a value is not a time):

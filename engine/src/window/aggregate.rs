@@ -73,13 +73,15 @@ impl Operator for WindowAggregateOperator {
         &mut self,
         _input: usize,
         batch: RecordBatch,
-        _out: &mut Output,
+        out: &mut Output,
     ) -> Result<(), EngineError> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let inputs = self.aggregation.inputs(&batch)?;
+        let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
+            return Ok(());
+        };
+        let n = batch.num_rows();
         let time_index = batch.schema_ref().index_of(EVENT_TIME)?;
         let times = batch
             .column(time_index)

@@ -466,6 +466,32 @@ impl Aggregation {
         }
     }
 
+    /// The rows of `batch` whose keys and arguments can be computed, and
+    /// those inputs; the other rows (a failing CAST, ...) become dead
+    /// letters. `None` when no row is left.
+    pub fn checked_inputs(
+        &self,
+        batch: RecordBatch,
+        out: &mut crate::operator::Output,
+    ) -> Result<Option<(RecordBatch, Inputs)>, EngineError> {
+        if let Ok(inputs) = self.inputs(&batch) {
+            return Ok(Some((batch, inputs)));
+        }
+        let kept = crate::operator::per_row_on_error(
+            &batch,
+            "GROUP BY",
+            |b| self.inputs(b).map(|_| b.clone()),
+            out,
+        )?;
+        match kept {
+            Some(b) if b.num_rows() > 0 => {
+                let inputs = self.inputs(&b)?;
+                Ok(Some((b, inputs)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Evaluates the keys and the aggregates' arguments over `batch`.
     pub fn inputs(&self, batch: &RecordBatch) -> Result<Inputs, EngineError> {
         let n = batch.num_rows();

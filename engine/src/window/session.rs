@@ -217,12 +217,15 @@ impl Operator for SessionWindowOperator {
         &mut self,
         _input: usize,
         batch: RecordBatch,
-        _out: &mut Output,
+        out: &mut Output,
     ) -> Result<(), EngineError> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
+        let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
+            return Ok(());
+        };
+        let n = batch.num_rows();
         let times = batch
             .column(batch.schema_ref().index_of(EVENT_TIME)?)
             .as_primitive::<TimestampMicrosecondType>()
@@ -240,7 +243,6 @@ impl Operator for SessionWindowOperator {
             }
             None => vec![Box::new([]) as Box<[u8]>; n],
         };
-        let inputs = self.aggregation.inputs(&batch)?;
         self.pending.push(Pending {
             inputs,
             times,

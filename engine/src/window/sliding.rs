@@ -110,13 +110,15 @@ impl Operator for SlidingWindowOperator {
         &mut self,
         _input: usize,
         batch: RecordBatch,
-        _out: &mut Output,
+        out: &mut Output,
     ) -> Result<(), EngineError> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let inputs = self.aggregation.inputs(&batch)?;
+        let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
+            return Ok(());
+        };
+        let n = batch.num_rows();
         match &mut self.keys {
             Some(k) => k.intern(&inputs.keys, &mut self.key_ids)?,
             None => {
