@@ -26,6 +26,7 @@ pub(crate) struct Reference {
 fn path_of(spec: &InputSpec) -> Option<&Path> {
     match spec {
         InputSpec::Csv(Input::Path(p)) | InputSpec::JsonLines(Input::Path(p)) => Some(p),
+        InputSpec::Sqlite(s) => Some(&s.path),
         _ => None,
     }
 }

@@ -20,6 +20,8 @@ use crate::file::{Input, OutputTarget};
 pub enum InputSpec {
     Csv(Input),
     JsonLines(Input),
+    /// A table or query of a SQLite database (reference data).
+    Sqlite(crate::sqlite::SqliteInput),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,6 @@ pub enum OutputSpec {
 const LATER: &[&str] = &[
     "kafka",
     "mqtt",
-    "sqlite",
     "postgres",
     "postgresql",
     "parquet",
@@ -60,12 +61,38 @@ fn split_uri(uri: &str) -> (&str, &str) {
     }
 }
 
-/// `csv:PATH`, `jsonl:PATH` (`-` = stdin).
+/// `sqlite:PATH?table=NAME` or `sqlite:PATH?query=SELECT ...`.
+fn parse_sqlite(rest: &str) -> Result<InputSpec, String> {
+    use crate::sqlite::{SqliteInput, SqliteRead};
+    let (path, read) = match rest.split_once('?') {
+        Some((path, q)) => match q.split_once('=') {
+            Some(("table", t)) if !t.is_empty() => (path, SqliteRead::Table(t.to_string())),
+            Some(("query", q)) if !q.is_empty() => (path, SqliteRead::Query(q.to_string())),
+            _ => {
+                return Err(format!(
+                    "`sqlite:{rest}`: after `?` write table=NAME or query=SELECT ..."
+                ));
+            }
+        },
+        None => {
+            return Err(format!(
+                "`sqlite:{rest}` names no table: write sqlite:{rest}?table=NAME"
+            ));
+        }
+    };
+    Ok(InputSpec::Sqlite(SqliteInput {
+        path: path.into(),
+        read,
+    }))
+}
+
+/// `csv:PATH`, `jsonl:PATH` (`-` = stdin), `sqlite:PATH?table=NAME`.
 pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
     let (scheme, rest) = split_uri(uri);
     match scheme.to_ascii_lowercase().as_str() {
         "csv" => Ok(InputSpec::Csv(Input::parse(rest))),
         "jsonl" | "json" => Ok(InputSpec::JsonLines(Input::parse(rest))),
+        "sqlite" => parse_sqlite(rest),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
@@ -81,7 +108,7 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
         "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
         "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
-        s if LATER.contains(&s) => Err(later(s)),
+        s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
@@ -123,6 +150,21 @@ pub fn input_from_options(
     base: &Path,
 ) -> Result<InputSpec, String> {
     let (connector, path) = connector_and_path(options, base)?;
+    if connector == "sqlite" {
+        let read = match (options.get("table"), options.get("query")) {
+            (Some(t), None) => crate::sqlite::SqliteRead::Table(t.clone()),
+            (None, Some(q)) => crate::sqlite::SqliteRead::Query(q.clone()),
+            _ => {
+                return Err(
+                    "the `sqlite` connector needs `table = '...'` or `query = 'SELECT ...'`".into(),
+                );
+            }
+        };
+        return Ok(InputSpec::Sqlite(crate::sqlite::SqliteInput {
+            path: path.into(),
+            read,
+        }));
+    }
     parse_input_uri(&format!("{connector}:{path}"))
 }
 
@@ -181,6 +223,9 @@ pub fn open_source(
         InputSpec::Csv(input) => csv::open_source(name, input, schema, batch_size, columns)?,
         InputSpec::JsonLines(input) => {
             jsonl::open_source(name, input, schema, batch_size, columns)?
+        }
+        InputSpec::Sqlite(input) => {
+            Box::new(crate::sqlite::SqliteSource::open(name, input, batch_size)?)
         }
     })
 }

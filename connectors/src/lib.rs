@@ -7,3 +7,4 @@
 pub mod deadletter;
 pub mod endpoint;
 pub mod file;
+pub mod sqlite;

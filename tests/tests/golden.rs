@@ -1,5 +1,6 @@
 //! Golden cases: `tests/cases/<name>/` holds `query.asaql`, one input file
-//! per input (`<input>.csv` or `<input>.jsonl`), and the rows each output
+//! per input (`<input>.csv`, `<input>.jsonl`, or `<input>.sql`: a script
+//! that builds a SQLite table of that name, for reference data), and the rows each output
 //! must get (`expected.csv` for the output named `output`, else
 //! `expected_<output>.csv`). An optional `args` file sets the time policy
 //! (`--out-of-order 5s`, `--late-policy drop`). An optional
@@ -68,14 +69,27 @@ fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, St
     for input in &plan.inputs {
         let csv = dir.join(format!("{}.csv", input.name));
         let jsonl = dir.join(format!("{}.jsonl", input.name));
+        let sql = dir.join(format!("{}.sql", input.name));
         let spec = if csv.exists() {
             InputSpec::Csv(Input::Path(csv))
         } else if jsonl.exists() {
             InputSpec::JsonLines(Input::Path(jsonl))
+        } else if sql.exists() {
+            std::fs::create_dir_all(out_dir).map_err(|e| e.to_string())?;
+            let db = out_dir.join(format!("{}.db", input.name));
+            let _ = std::fs::remove_file(&db);
+            let script = std::fs::read_to_string(&sql).map_err(|e| e.to_string())?;
+            rusqlite::Connection::open(&db)
+                .and_then(|c| c.execute_batch(&script))
+                .map_err(|e| format!("{}: {e}", sql.display()))?;
+            InputSpec::Sqlite(iotql_connectors::sqlite::SqliteInput {
+                path: db,
+                read: iotql_connectors::sqlite::SqliteRead::Table(input.name.clone()),
+            })
         } else {
             return Err(format!(
-                "{name}: no {}.csv or {}.jsonl",
-                input.name, input.name
+                "{name}: no {}.csv, {}.jsonl or {}.sql",
+                input.name, input.name, input.name
             ));
         };
         let schema = endpoint::declared_schema(&input.options)?;

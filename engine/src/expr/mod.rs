@@ -4,7 +4,10 @@
 //! The AST is translated into a DataFusion logical expression (names
 //! resolved case-insensitively against the input schema, ASA function names
 //! mapped to DataFusion's), then planned with type coercion by a
-//! DataFusion session into a `PhysicalExpr`.
+//! DataFusion session into a `PhysicalExpr`. ASA functions that DataFusion
+//! lacks or computes differently are ours, in [`functions`].
+
+pub mod functions;
 
 use std::sync::Arc;
 
@@ -45,31 +48,17 @@ fn scalar_function(asa: &str) -> Option<&'static str> {
         "ASIN" => "asin",
         "ATAN" => "atan",
         "ATN2" => "atan2",
-        "CEILING" => "ceil",
         "COS" => "cos",
         "COT" => "cot",
         "DEGREES" => "degrees",
         "EXP" => "exp",
-        "FLOOR" => "floor",
-        "LOG" => "ln",
         "LOG10" => "log10",
         "PI" => "pi",
-        "POWER" => "power",
         "RADIANS" => "radians",
         "ROUND" => "round",
         "SIN" => "sin",
         "SQRT" => "sqrt",
         "TAN" => "tan",
-        "CONCAT" => "concat",
-        "LOWER" => "lower",
-        "UPPER" => "upper",
-        "LTRIM" => "ltrim",
-        "RTRIM" => "rtrim",
-        "TRIM" => "btrim",
-        "REPLACE" => "replace",
-        "SUBSTRING" => "substr",
-        "LEFT" => "left",
-        "RIGHT" => "right",
         _ => return None,
     })
 }
@@ -92,9 +81,9 @@ fn error(span: Span, message: impl Into<String>, label: &str) -> Diagnostic {
 
 impl ExprCompiler {
     pub fn new() -> Self {
-        ExprCompiler {
-            ctx: SessionContext::new(),
-        }
+        let ctx = SessionContext::new();
+        functions::register(&ctx);
+        ExprCompiler { ctx }
     }
 
     /// The session, for aggregate functions.
@@ -138,13 +127,8 @@ impl ExprCompiler {
                 Literal::Null => ScalarValue::Null,
             }),
             ExprKind::Column(path) => column_path(path, schema, span)?,
-            ExprKind::DatePart(p) => {
-                return Err(error(
-                    span,
-                    format!("the date part `{p}` is not a value here"),
-                    "not a value",
-                ));
-            }
+            // The first argument of DATEADD and co.: its canonical name.
+            ExprKind::DatePart(p) => lit(p.name()),
             ExprKind::Unary { op, expr } => {
                 let inner = self.logical(expr, schema)?;
                 match op {
@@ -233,18 +217,8 @@ impl ExprCompiler {
                 try_cast,
             } => {
                 let inner = self.logical(expr, schema)?;
-                let Some(t) = arrow_type(*data_type) else {
-                    return Err(error(
-                        span,
-                        format!("CAST to {data_type} is not supported by the engine yet"),
-                        "not supported yet",
-                    ));
-                };
-                if *try_cast {
-                    DfExpr::TryCast(datafusion::logical_expr::TryCast::new(Box::new(inner), t))
-                } else {
-                    DfExpr::Cast(datafusion::logical_expr::Cast::new(Box::new(inner), t))
-                }
+                functions::cast(&self.ctx, inner, *data_type, *try_cast)
+                    .map_err(|m| error(span, m, "in this CAST"))?
             }
             ExprKind::Function(call) => self.function(call, schema)?,
             ExprKind::Field { expr, field } => {
@@ -323,6 +297,10 @@ impl ExprCompiler {
                 .unwrap_or_else(|| lit(ScalarValue::Null));
             return Ok(x.clone() * x);
         }
+        if call.name.len() == 1 && functions::is_asa_function(&name) {
+            return functions::call(&self.ctx, &name, args)
+                .map_err(|m| error(span, m, "in this call"));
+        }
         let Some(df_name) = (call.name.len() == 1)
             .then(|| scalar_function(&name))
             .flatten()
@@ -370,6 +348,10 @@ fn operator(op: BinaryOp) -> Operator {
 
 /// DataFusion's planning errors, shortened for people.
 fn type_message(e: &str) -> String {
+    // The refusals of our own functions (`functions`), unwrapped.
+    let e = e
+        .split_once("coercion failed with: ")
+        .map_or(e, |(_, ours)| ours);
     let e = e.trim_start_matches("Error during planning: ");
     format!("this expression cannot be computed: {e}")
 }
