@@ -163,7 +163,9 @@ pub struct JoinSpec {
 /// A side's buffered events.
 #[derive(Debug, Default)]
 struct Buffer {
-    batches: Vec<Option<(Vec<ArrayRef>, usize)>>,
+    /// Batch id -> its columns and how many stored rows point into it.
+    batches: HashMap<usize, (Vec<ArrayRef>, usize)>,
+    next_batch: usize,
     /// Key -> (time, batch, row, matched).
     rows: HashMap<Box<[u8]>, Vec<Stored>>,
 }
@@ -181,7 +183,7 @@ impl Buffer {
             .map(|c| {
                 let arrays: Vec<&dyn Array> = ids
                     .iter()
-                    .map(|&b| match &self.batches[b] {
+                    .map(|&b| match self.batches.get(&b) {
                         Some((cols, _)) => Ok(cols[c].as_ref()),
                         None => Err(EngineError::Internal(
                             "a join row outlived its batch".into(),
@@ -195,11 +197,15 @@ impl Buffer {
 
     /// How many columns its batches have.
     fn width(&self) -> usize {
-        self.batches
-            .iter()
-            .flatten()
-            .next()
-            .map_or(0, |(c, _)| c.len())
+        self.batches.values().next().map_or(0, |(c, _)| c.len())
+    }
+
+    /// Keeps `columns` as a new batch that `live` stored rows point into.
+    fn keep(&mut self, columns: Vec<ArrayRef>, live: usize) -> usize {
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(id, (columns, live));
+        id
     }
 }
 
@@ -375,9 +381,8 @@ impl JoinOperator {
         } else {
             (&mut self.right, &self.left)
         };
-        let id = own.batches.len();
         let stored_rows = keys.iter().filter(|k| k.is_some()).count();
-        own.batches.push(Some((columns, stored_rows)));
+        let id = own.keep(columns, stored_rows);
         // Probe the other side.
         let (lo, hi) = (self.spec.lo, self.spec.hi);
         let mut pairs = Vec::new();
@@ -500,8 +505,8 @@ impl JoinOperator {
             &mut self.right
         };
         for s in gone {
-            if let Some(Some((_, live))) = buffer.batches.get_mut(s.batch) {
-                *live -= 1;
+            if let Some((_, live)) = buffer.batches.get_mut(&s.batch) {
+                *live = live.saturating_sub(1);
             }
         }
         self.release();
@@ -511,11 +516,7 @@ impl JoinOperator {
     /// Frees the batches no stored row points into.
     fn release(&mut self) {
         for buffer in [&mut self.left, &mut self.right] {
-            for b in buffer.batches.iter_mut() {
-                if matches!(b, Some((_, 0))) {
-                    *b = None;
-                }
-            }
+            buffer.batches.retain(|_, (_, live)| *live > 0);
         }
     }
 }
@@ -590,10 +591,7 @@ impl Operator for JoinOperator {
                     .get(2)
                     .map(|c| c.as_boolean().clone())
                     .ok_or_else(|| EngineError::State("a join state lacks its flags".into()))?;
-                let id = buffer.batches.len();
-                buffer
-                    .batches
-                    .push(Some((columns[3..].to_vec(), keys.len())));
+                let id = buffer.keep(columns[3..].to_vec(), keys.len());
                 for row in 0..keys.len() {
                     buffer
                         .rows
