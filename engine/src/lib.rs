@@ -6,6 +6,7 @@
 //! watermarks, late events adjusted or dropped, windows on the epoch grid
 //! emitted when the watermark passes their end.
 
+pub mod anomaly;
 pub mod dataflow;
 pub mod error;
 pub mod expr;

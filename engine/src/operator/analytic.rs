@@ -54,6 +54,51 @@ pub enum AnalyticKind {
     Aggregate {
         aggregate: Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
     },
+    /// `AnomalyDetection_SpikeAndDip` / `AnomalyDetection_ChangePoint`: a
+    /// detector per partition scores each value; the result is a record
+    /// `{Score, IsAnomaly}`.
+    Anomaly {
+        value: Arc<dyn PhysicalExpr>,
+        detector: DetectorSpec,
+    },
+}
+
+/// How to make a partition's anomaly detector.
+#[derive(Debug, Clone, Copy)]
+pub enum DetectorSpec {
+    SpikeAndDip {
+        confidence: f64,
+        history: usize,
+        mode: crate::anomaly::SpikeMode,
+    },
+    ChangePoint {
+        confidence: f64,
+        history: usize,
+    },
+}
+
+impl DetectorSpec {
+    fn make(&self) -> Result<Box<dyn crate::anomaly::Detector>, String> {
+        Ok(match *self {
+            DetectorSpec::SpikeAndDip {
+                confidence,
+                history,
+                mode,
+            } => Box::new(crate::anomaly::SpikeAndDip::new(confidence, history, mode)?),
+            DetectorSpec::ChangePoint {
+                confidence,
+                history,
+            } => Box::new(crate::anomaly::ChangePoint::new(confidence, history)?),
+        })
+    }
+}
+
+/// The record an anomaly detector gives: `{Score, IsAnomaly}`.
+fn anomaly_fields() -> datafusion::arrow::datatypes::Fields {
+    datafusion::arrow::datatypes::Fields::from(vec![
+        Field::new("Score", DataType::Float64, true),
+        Field::new("IsAnomaly", DataType::Int64, true),
+    ])
 }
 
 /// One compiled analytic function.
@@ -81,6 +126,8 @@ enum Memory {
         events: VecDeque<(i64, Vec<ArrayRef>)>,
         accumulator: Box<dyn datafusion::logical_expr::Accumulator>,
     },
+    /// An anomaly detector and the time of the last value it saw.
+    Detector(Box<dyn crate::anomaly::Detector>, i64),
 }
 
 #[derive(Debug)]
@@ -119,6 +166,7 @@ impl AnalyticOperator {
                 AnalyticKind::Lag { value, .. } => value.data_type(input)?,
                 AnalyticKind::IsFirst { .. } => DataType::Int64,
                 AnalyticKind::Aggregate { aggregate } => aggregate.field().data_type().clone(),
+                AnalyticKind::Anomaly { .. } => DataType::Struct(anomaly_fields()),
             };
             fields.push(Field::new(&spec.column, data_type.clone(), true));
             let converter = if spec.partition.is_empty() {
@@ -198,6 +246,7 @@ impl AnalyticOperator {
                 Memory::Aggregate { events, .. } => events
                     .back()
                     .is_some_and(|(t, _)| *t > wm.saturating_sub(duration)),
+                Memory::Detector(_, last) => *last > wm.saturating_sub(duration),
             });
         }
     }
@@ -261,6 +310,43 @@ impl Function {
                     out.push(i64::from(first));
                 }
                 Ok(Arc::new(Int64Array::from(out)))
+            }
+            AnalyticKind::Anomaly { value, detector } => {
+                let values = value.evaluate(batch)?.into_array(n)?;
+                let values = cast(&values, &DataType::Float64)?;
+                let values = values.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+                let (mut scores, mut flags) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for row in 0..n {
+                    let t = times[row];
+                    let memory = match self.partitions.entry(keys[row].clone()) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => v.insert(Memory::Detector(
+                            detector.make().map_err(EngineError::Internal)?,
+                            t,
+                        )),
+                    };
+                    let Memory::Detector(d, last) = memory else {
+                        return Err(EngineError::Internal("an analytic state mix-up".into()));
+                    };
+                    let x = (counts(row) && values.is_valid(row)).then(|| values.value(row));
+                    let found = d.observe(t, x, duration);
+                    if x.is_some() {
+                        *last = t;
+                    }
+                    scores.push(found.map(|a| a.score));
+                    flags.push(found.map(|a| i64::from(a.is_anomaly)));
+                }
+                let nulls = datafusion::arrow::buffer::NullBuffer::from(
+                    scores.iter().map(Option::is_some).collect::<Vec<_>>(),
+                );
+                Ok(Arc::new(datafusion::arrow::array::StructArray::try_new(
+                    anomaly_fields(),
+                    vec![
+                        Arc::new(datafusion::arrow::array::Float64Array::from(scores)),
+                        Arc::new(Int64Array::from(flags)),
+                    ],
+                    Some(nulls),
+                )?))
             }
             AnalyticKind::Aggregate { aggregate } => {
                 let inputs = aggregate
@@ -406,6 +492,7 @@ impl Operator for AnalyticOperator {
             entries.sort_by(|a, b| a.0.cmp(b.0));
             let (mut keys, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());
             let mut inputs: Vec<Vec<ArrayRef>> = Vec::new();
+            let mut states: Vec<Vec<u8>> = Vec::new();
             for (key, memory) in entries {
                 match memory {
                     Memory::Values(history) => {
@@ -418,6 +505,11 @@ impl Operator for AnalyticOperator {
                     Memory::FirstIn(end) => {
                         keys.push(key.as_ref());
                         times.push(*end);
+                    }
+                    Memory::Detector(d, last) => {
+                        keys.push(key.as_ref());
+                        times.push(*last);
+                        states.push(d.snapshot());
                     }
                     Memory::Aggregate { events, .. } => {
                         for (t, one) in events {
@@ -441,6 +533,11 @@ impl Operator for AnalyticOperator {
             for column in inputs {
                 let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
                 columns.push(datafusion::arrow::compute::concat(&parts)?);
+            }
+            if !states.is_empty() {
+                columns.push(Arc::new(BinaryArray::from_iter_values(
+                    states.iter().map(Vec::as_slice),
+                )));
             }
             parts.push(crate::window::ipc::write(&[columns])?);
         }
@@ -469,6 +566,13 @@ impl Operator for AnalyticOperator {
                     match &f.spec.kind {
                         AnalyticKind::IsFirst { .. } => {
                             f.partitions.insert(key, Memory::FirstIn(times.value(i)));
+                        }
+                        AnalyticKind::Anomaly { detector, .. } => {
+                            let states = crate::window::ipc::binary_column(&columns, 2)?;
+                            let mut d = detector.make().map_err(EngineError::State)?;
+                            d.restore(states.value(i)).map_err(EngineError::State)?;
+                            f.partitions
+                                .insert(key, Memory::Detector(d, times.value(i)));
                         }
                         AnalyticKind::Aggregate { aggregate } => {
                             let memory = match f.partitions.entry(key) {
@@ -643,6 +747,47 @@ fn compile_specs(
                 };
                 AnalyticKind::IsFirst { size }
             }
+            "ANOMALYDETECTION_SPIKEANDDIP" | "ANOMALYDETECTION_CHANGEPOINT" => {
+                let spike = name == "ANOMALYDETECTION_SPIKEANDDIP";
+                let number = |i: usize| match args.get(i).map(|a| &a.kind) {
+                    Some(ExprKind::Literal(Literal::Integer(v))) => Some(*v as f64),
+                    Some(ExprKind::Literal(Literal::Float(v))) => Some(*v),
+                    _ => None,
+                };
+                let usage = if spike {
+                    "AnomalyDetection_SpikeAndDip(value, confidence, history size, 'spikes' | 'dips' | 'spikesanddips')"
+                } else {
+                    "AnomalyDetection_ChangePoint(value, confidence, history size)"
+                };
+                let (Some(confidence), Some(history)) = (number(1), number(2)) else {
+                    return Err(error(call.span, format!("write {usage}, with numbers")));
+                };
+                let history = history as usize;
+                let detector = if spike {
+                    let mode = match args.get(3).map(|a| &a.kind) {
+                        Some(ExprKind::Literal(Literal::String(m))) => m
+                            .parse::<crate::anomaly::SpikeMode>()
+                            .map_err(|e| error(args[3].span, e))?,
+                        _ => return Err(error(call.span, format!("write {usage}"))),
+                    };
+                    DetectorSpec::SpikeAndDip {
+                        confidence,
+                        history,
+                        mode,
+                    }
+                } else {
+                    DetectorSpec::ChangePoint {
+                        confidence,
+                        history,
+                    }
+                };
+                // Arguments out of range are refused here, not at the first event.
+                detector.make().map_err(|e| error(call.span, e))?;
+                AnalyticKind::Anomaly {
+                    value: value(0)?,
+                    detector,
+                }
+            }
             _ if over.is_some_and(|o| o.limit_duration.is_some())
                 && matches!(
                     iotql_dsl::catalog::kind_of(call),
@@ -675,7 +820,9 @@ fn compile_specs(
                         ),
                         "not supported yet",
                     )
-                    .with_help("LAG, LAST, ISFIRST and aggregates over LIMIT DURATION run today"),
+                    .with_help(
+                        "LAG, LAST, ISFIRST, the anomaly detectors and aggregates over LIMIT DURATION run today",
+                    ),
                 ]);
             }
         };
