@@ -252,7 +252,15 @@ impl ExprCompiler {
         };
         // COALESCE as CASE: DataFusion's coalesce must be simplified into a
         // CASE before it runs, and that is what it means.
-        if call.is("COALESCE") && !args.is_empty() {
+        // ISNULL(x, replacement) is COALESCE with two arguments.
+        if call.is("ISNULL") && args.len() != 2 {
+            return Err(error(
+                span,
+                "ISNULL takes two arguments: ISNULL(value, replacement)",
+                "here",
+            ));
+        }
+        if (call.is("COALESCE") || call.is("ISNULL")) && !args.is_empty() {
             let mut args = args;
             let last = args.pop().unwrap_or_else(|| lit(ScalarValue::Null));
             if args.is_empty() {
