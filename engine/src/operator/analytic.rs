@@ -25,17 +25,15 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::{
-    DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Operator, Output};
+use super::{Operator, Output, event_times};
 use crate::error::EngineError;
-use crate::time::{EVENT_TIME, EventTime};
+use crate::time::EventTime;
 use crate::window::Grid;
 
 /// What an analytic function computes.
@@ -250,14 +248,6 @@ impl AnalyticOperator {
             });
         }
     }
-}
-
-fn event_times(batch: &RecordBatch) -> Result<Vec<i64>, EngineError> {
-    Ok(batch
-        .column(batch.schema_ref().index_of(EVENT_TIME)?)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values()
-        .to_vec())
 }
 
 impl Function {

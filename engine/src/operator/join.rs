@@ -367,11 +367,7 @@ impl JoinOperator {
         if n == 0 {
             return Ok(());
         }
-        let times = batch
-            .column(batch.schema_ref().index_of(EVENT_TIME)?)
-            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-            .values()
-            .to_vec();
+        let times = super::event_times(&batch)?;
         let columns = self.spec.layout.side(left, &batch);
         let keys = self
             .keys

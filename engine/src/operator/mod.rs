@@ -141,6 +141,16 @@ pub(crate) fn row_json(row: &RecordBatch) -> String {
     String::from_utf8_lossy(&buf).trim_end().to_string()
 }
 
+/// The event times of a batch's rows, in microseconds.
+pub(crate) fn event_times(batch: &RecordBatch) -> Result<Vec<i64>, EngineError> {
+    use datafusion::arrow::array::AsArray;
+    Ok(batch
+        .column(batch.schema_ref().index_of(crate::time::EVENT_TIME)?)
+        .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+        .values()
+        .to_vec())
+}
+
 /// Where an operator puts what it produces.
 #[derive(Debug, Default)]
 pub struct Output {

@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, take};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinLayout, KeyEncoder, split_on};
 use super::{Operator, Output};
 use crate::error::EngineError;
-use crate::time::EVENT_TIME;
 
 /// A loaded table: its columns and where each key's rows are.
 #[derive(Debug)]
@@ -94,11 +93,7 @@ impl Operator for ReferenceJoinOperator {
         if n == 0 {
             return Ok(());
         }
-        let times = batch
-            .column(batch.schema_ref().index_of(EVENT_TIME)?)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec();
+        let times = super::event_times(&batch)?;
         let columns = self.layout.side(true, &batch);
         let keys = self.keys.encode(&self.layout, true, &columns, &times)?;
         let (mut events, mut table_rows) = (Vec::new(), Vec::new());

@@ -113,6 +113,19 @@ struct Substreams {
 }
 
 impl Substreams {
+    /// The OVER keys (as written, comma-separated) that `present` (key
+    /// texts) lacks; `None` when it has them all.
+    fn missing_from(&self, present: &[String]) -> Option<String> {
+        let missing: Vec<&str> = self
+            .keys
+            .iter()
+            .zip(&self.written)
+            .filter(|(key, _)| key.as_ref().is_none_or(|k| !present.contains(k)))
+            .map(|(_, written)| written.as_str())
+            .collect();
+        (!missing.is_empty()).then(|| missing.join(", "))
+    }
+
     /// The keys after a select list: renamed by an alias, kept by `*`,
     /// lost when not selected.
     fn through(&self, items: &[SelectItem]) -> Substreams {
@@ -403,17 +416,9 @@ impl Planner<'_> {
             .as_ref()
             .map(|o| o.partition_by.iter().map(key_text).collect())
             .unwrap_or_default();
-        let missing: Vec<&str> = sub
-            .keys
-            .iter()
-            .zip(&sub.written)
-            .filter(|(key, _)| key.as_ref().is_none_or(|k| !partition.contains(k)))
-            .map(|(_, written)| written.as_str())
-            .collect();
-        if missing.is_empty() {
+        let Some(list) = sub.missing_from(&partition) else {
             return Some(());
-        }
-        let list = missing.join(", ");
+        };
         self.problems.push(
             Diagnostic::new(
                 "iotql::substreams",
@@ -440,17 +445,9 @@ impl Planner<'_> {
                 grouped.extend(w.partition_by.iter().map(key_text));
             }
         }
-        let missing: Vec<&str> = sub
-            .keys
-            .iter()
-            .zip(&sub.written)
-            .filter(|(key, _)| key.as_ref().is_none_or(|k| !grouped.contains(k)))
-            .map(|(_, written)| written.as_str())
-            .collect();
-        if missing.is_empty() {
+        let Some(list) = sub.missing_from(&grouped) else {
             return Some(());
-        }
-        let list = missing.join(", ");
+        };
         self.problems.push(
             Diagnostic::new(
                 "iotql::substreams",
