@@ -301,6 +301,9 @@ pub struct JoinOperator {
     keys: KeyEncoder,
     left: Buffer,
     right: Buffer,
+    /// The watermarks of the two inputs.
+    left_wm: i64,
+    right_wm: i64,
 }
 
 impl std::fmt::Debug for JoinOperator {
@@ -324,6 +327,8 @@ impl JoinOperator {
             keys,
             left: Buffer::default(),
             right: Buffer::default(),
+            left_wm: i64::MIN,
+            right_wm: i64::MIN,
         })
     }
 
@@ -444,6 +449,13 @@ impl JoinOperator {
         if !unmatched_now.is_empty() {
             self.emit_unmatched(&unmatched_now, out)?;
         }
+        // Rows that arrive when the other side is already past them (or has
+        // ended) can have no match to come: settled now, not never.
+        if left {
+            self.expire(true, self.right_wm, out)?;
+        } else {
+            self.expire(false, self.left_wm, out)?;
+        }
         self.release();
         Ok(())
     }
@@ -535,13 +547,20 @@ impl Operator for JoinOperator {
     ) -> Result<(), EngineError> {
         // The right side's watermark ends left rows' chances, and the other
         // way round.
+        if port == 1 {
+            self.right_wm = self.right_wm.max(wm.0);
+        } else {
+            self.left_wm = self.left_wm.max(wm.0);
+        }
         self.expire(port == 1, wm.0, out)
     }
 
-    /// Per side: its stored rows (key, time, row, matched), each with its
-    /// columns, as Arrow IPC.
+    /// The two inputs' watermarks; then per side: its stored rows (key,
+    /// time, row, matched), each with its columns, as Arrow IPC.
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
-        let mut parts = Vec::new();
+        let mut wms = self.left_wm.to_le_bytes().to_vec();
+        wms.extend(self.right_wm.to_le_bytes());
+        let mut parts = vec![wms];
         for buffer in [&self.left, &self.right] {
             let mut stored: Vec<(&Box<[u8]>, &Stored)> = buffer
                 .rows
@@ -573,9 +592,13 @@ impl Operator for JoinOperator {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let parts = crate::window::ipc::split_sections(state)?;
-        let [left, right] = parts.as_slice() else {
-            return Err(EngineError::State("a join state has two sides".into()));
+        let bad = || EngineError::State("a join state does not fit this job".into());
+        let [wms, left, right] = parts.as_slice() else {
+            return Err(bad());
         };
+        let (l, r) = wms.split_at_checked(8).ok_or_else(bad)?;
+        self.left_wm = i64::from_le_bytes(l.try_into().map_err(|_| bad())?);
+        self.right_wm = i64::from_le_bytes(r.try_into().map_err(|_| bad())?);
         for (buffer, part) in [(&mut self.left, left), (&mut self.right, right)] {
             *buffer = Buffer::default();
             for columns in crate::window::ipc::read(part)? {
