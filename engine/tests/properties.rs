@@ -225,4 +225,65 @@ proptest! {
         alone.sort();
         prop_assert_eq!(whole, alone);
     }
+
+    /// A JOIN of two inputs gives the same rows however their batches
+    /// interleave: each input keeps its own order, but one may run far
+    /// ahead of the other or end first.
+    #[test]
+    fn a_join_does_not_depend_on_how_its_inputs_interleave(
+        left in sorted_events(),
+        right in sorted_events(),
+        turns in prop::collection::vec(any::<bool>(), 1..200),
+        sizes in prop::collection::vec(1usize..5, 1..4),
+    ) {
+        let query = "SELECT a.device_id, a.v AS va, b.v AS vb, System.Timestamp() AS t
+             INTO out FROM left_in a TIMESTAMP BY ts
+             LEFT JOIN right_in b TIMESTAMP BY ts
+               ON a.device_id = b.device_id AND DATEDIFF(second, a, b) BETWEEN -3 AND 5";
+        let interleaved = |turns: &[bool]| -> Vec<String> {
+            let job = Job::parse(query).unwrap();
+            let sink = CollectSink::new();
+            let mut flow = job
+                .start(
+                    &[("left_in", schema()), ("right_in", schema())],
+                    vec![("out", Box::new(sink.clone()))],
+                )
+                .unwrap();
+            let (mut l, mut r, mut i) = (0, 0, 0);
+            while l < left.len() || r < right.len() {
+                let n = sizes[i % sizes.len()];
+                let take_left = r >= right.len() || (l < left.len() && turns[i % turns.len()]);
+                if take_left {
+                    let m = n.min(left.len() - l);
+                    flow.push("left_in", batch(&left[l..l + m])).unwrap();
+                    l += m;
+                    if l == left.len() {
+                        flow.end_input("left_in").unwrap();
+                    }
+                } else {
+                    let m = n.min(right.len() - r);
+                    flow.push("right_in", batch(&right[r..r + m])).unwrap();
+                    r += m;
+                    if r == right.len() {
+                        flow.end_input("right_in").unwrap();
+                    }
+                }
+                i += 1;
+            }
+            flow.finish().unwrap();
+            let text = pretty_format_batches(&sink.batches()).unwrap().to_string();
+            let mut rows: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("| d") && !l.starts_with("| device_id"))
+                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
+                .collect();
+            rows.sort();
+            rows
+        };
+        let left_first: Vec<bool> = vec![true];
+        let right_first: Vec<bool> = vec![false];
+        let mixed = interleaved(&turns);
+        prop_assert_eq!(&interleaved(&left_first), &mixed);
+        prop_assert_eq!(&interleaved(&right_first), &mixed);
+    }
 }
