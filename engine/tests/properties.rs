@@ -130,6 +130,11 @@ fn run(
         i += 1;
     }
     flow.finish().unwrap();
+    Ok(sorted_rows(&sink))
+}
+
+/// The rows a sink got, as sorted text lines.
+fn sorted_rows(sink: &CollectSink) -> Vec<String> {
     let text = pretty_format_batches(&sink.batches()).unwrap().to_string();
     let mut rows: Vec<String> = text
         .lines()
@@ -138,7 +143,7 @@ fn run(
         .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
         .collect();
     rows.sort();
-    Ok(rows)
+    rows
 }
 
 /// Events of up to 4 devices, in time order, 0-3 s apart.
@@ -271,14 +276,7 @@ proptest! {
                 i += 1;
             }
             flow.finish().unwrap();
-            let text = pretty_format_batches(&sink.batches()).unwrap().to_string();
-            let mut rows: Vec<String> = text
-                .lines()
-                .filter(|l| l.starts_with("| d") && !l.starts_with("| device_id"))
-                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
-                .collect();
-            rows.sort();
-            rows
+            sorted_rows(&sink)
         };
         let left_first: Vec<bool> = vec![true];
         let right_first: Vec<bool> = vec![false];
