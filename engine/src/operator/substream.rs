@@ -82,6 +82,14 @@ impl Substreamed {
         Ok(self.operators.len() - 1)
     }
 
+    /// Gives `rows` (all of substream `id`) to the substream's operator.
+    fn feed(&mut self, id: u64, rows: RecordBatch, out: &mut Output) -> Result<(), EngineError> {
+        let i = self.operator(id, out)?;
+        let mut inner = Output::default();
+        self.operators[i].1.on_batch(0, rows, &mut inner)?;
+        self.relay(id, inner, out)
+    }
+
     /// Passes on what substream `id`'s operator produced: its rows, marked
     /// with the substream; its watermarks are this operator's to send.
     fn relay(&self, id: u64, inner: Output, out: &mut Output) -> Result<(), EngineError> {
@@ -129,33 +137,29 @@ impl Operator for Substreamed {
         let Some(&first) = ids.values().first() else {
             return Ok(());
         };
-        // Rows by substream, substreams in the order they appear.
-        let parts: Vec<(u64, Option<UInt32Array>)> = if ids.values().iter().all(|&id| id == first) {
-            vec![(first, None)]
-        } else {
-            let mut order: Vec<(u64, Vec<u32>)> = Vec::new();
-            let mut at: HashMap<u64, usize> = HashMap::new();
-            for (row, &id) in ids.values().iter().enumerate() {
-                let slot = *at.entry(id).or_insert_with(|| {
-                    order.push((id, Vec::new()));
-                    order.len() - 1
-                });
-                order[slot].1.push(row as u32);
-            }
-            order
-                .into_iter()
-                .map(|(id, rows)| (id, Some(UInt32Array::from(rows))))
-                .collect()
-        };
-        for (id, rows) in parts {
-            let part = match rows {
-                None => batch.clone(),
-                Some(rows) => take_record_batch(&batch, &rows)?,
-            };
-            let i = self.operator(id, out)?;
-            let mut inner = Output::default();
-            self.operators[i].1.on_batch(0, part, &mut inner)?;
-            self.relay(id, inner, out)?;
+        if ids.values().iter().all(|&id| id == first) {
+            return self.feed(first, batch, out);
+        }
+        // Rows grouped by substream (substreams in the order they appear,
+        // rows in their order) with one `take`, then each group a slice.
+        let mut groups: Vec<(u64, Vec<u32>)> = Vec::new();
+        let mut at: HashMap<u64, usize> = HashMap::new();
+        for (row, &id) in ids.values().iter().enumerate() {
+            let slot = *at.entry(id).or_insert_with(|| {
+                groups.push((id, Vec::new()));
+                groups.len() - 1
+            });
+            groups[slot].1.push(row as u32);
+        }
+        let order: UInt32Array = groups
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().copied())
+            .collect();
+        let sorted = take_record_batch(&batch, &order)?;
+        let mut offset = 0;
+        for (id, rows) in groups {
+            self.feed(id, sorted.slice(offset, rows.len()), out)?;
+            offset += rows.len();
         }
         Ok(())
     }
