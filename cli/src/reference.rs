@@ -3,7 +3,7 @@
 //! changed, so that a job that runs for days sees new thresholds and
 //! devices without a restart.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use iotql_connectors::endpoint::{self, InputSpec};
@@ -31,7 +31,7 @@ fn path_of(spec: &InputSpec) -> Option<&Path> {
     }
 }
 
-fn modified(path: Option<&PathBuf>) -> Option<SystemTime> {
+fn modified(path: Option<&Path>) -> Option<SystemTime> {
     std::fs::metadata(path?).and_then(|m| m.modified()).ok()
 }
 
@@ -59,7 +59,7 @@ impl Reference {
 
     /// Reads the whole table.
     pub(crate) fn read(&mut self) -> Result<(RecordBatch, Vec<DeadLetter>), String> {
-        self.modified = modified(path_of(&self.spec).map(Path::to_path_buf).as_ref());
+        self.modified = modified(path_of(&self.spec));
         let mut source =
             endpoint::open_source(&self.name, &self.spec, self.declared.clone(), 8192, None)
                 .map_err(|e| e.to_string())?;
@@ -77,7 +77,7 @@ impl Reference {
             return Ok(Vec::new());
         }
         self.next = Instant::now() + interval;
-        let now = modified(path_of(&self.spec).map(Path::to_path_buf).as_ref());
+        let now = modified(path_of(&self.spec));
         if now.is_some() && now == self.modified {
             return Ok(Vec::new());
         }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! The `iotql` command as users run it: exit codes, messages on stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn iotql(args: &[&str]) -> Output {
@@ -11,6 +11,15 @@ fn iotql(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run iotql")
+}
+
+/// Writes `text` to a file `name` in a fresh folder of this test run.
+fn job_file(tag: &str, name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    file
 }
 
 fn stderr(o: &Output) -> String {
@@ -26,14 +35,11 @@ fn check_accepts_the_bundled_job() {
 
 #[test]
 fn check_refuses_a_bad_query_with_line_column_and_caret() {
-    let dir = std::env::temp_dir().join(format!("iotql-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.sql");
-    std::fs::write(
-        &file,
+    let file = job_file(
+        "iotql-cli-test",
+        "bad.sql",
         "SELECT device_id temperature_c humidity_pct\nFROM readings\n",
-    )
-    .unwrap();
+    );
     let out = iotql(&["check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -51,14 +57,11 @@ fn check_refuses_a_bad_query_with_line_column_and_caret() {
 
 #[test]
 fn check_knows_inputs_bound_on_the_command_line() {
-    let dir = std::env::temp_dir().join(format!("iotql-cli-bind-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("job.asaql");
-    std::fs::write(
-        &file,
+    let file = job_file(
+        "iotql-cli-bind",
+        "job.asaql",
         "CREATE INPUT readings WITH (connector = 'csv', path = 'r.csv');\nSELECT * FROM readings UNION SELECT * FROM extra\n",
-    )
-    .unwrap();
+    );
     let unbound = iotql(&["check", file.to_str().unwrap()]);
     assert_eq!(unbound.status.code(), Some(1), "{}", stderr(&unbound));
     let bound = iotql(&[
@@ -167,22 +170,19 @@ fn iotql_with_stdin(args: &[&str], stdin: &str) -> Output {
 /// stderr; refused events land in the dead-letter file with line and reason.
 #[test]
 fn run_reads_stdin_writes_stdout_and_keeps_dead_letters() {
-    let dir = std::env::temp_dir().join(format!("iotql-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let job = dir.join("hot.asaql");
-    std::fs::write(
-        &job,
+    let job = job_file(
+        "iotql-run",
+        "hot.asaql",
         "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, MAX(t) AS max_t\n\
          FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 1)\n",
-    )
-    .unwrap();
+    );
     let input = "device_id,ts,t\n\
                  a,2026-01-01T00:00:10Z,20\n\
                  a,2026-01-01T00:00:50Z,31\n\
                  b,not-a-time,5\n\
                  a,2026-01-01T00:01:10Z,22,extra\n\
                  b,2026-01-01T00:01:30Z,18\n";
-    let dead = dir.join("dead.jsonl");
+    let dead = job.with_file_name("dead.jsonl");
     let out = iotql_with_stdin(
         &[
             "run",
@@ -245,15 +245,12 @@ fn run_reads_stdin_writes_stdout_and_keeps_dead_letters() {
 
 #[test]
 fn a_job_the_engine_refuses_is_refused_with_a_caret() {
-    let dir = std::env::temp_dir().join(format!("iotql-refuse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let job = dir.join("where.asaql");
     // Valid to `iotql check`, refused once the input's columns are known.
-    std::fs::write(
-        &job,
+    let job = job_file(
+        "iotql-refuse",
+        "where.asaql",
         "SELECT device_id\nFROM readings TIMESTAMP BY ts\nWHERE temperature_c + 1\n",
-    )
-    .unwrap();
+    );
     let out = iotql(&[
         "run",
         job.to_str().unwrap(),

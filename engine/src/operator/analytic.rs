@@ -128,6 +128,32 @@ enum Memory {
     Detector(Box<dyn crate::anomaly::Detector>, i64),
 }
 
+impl Memory {
+    /// An empty rolling aggregate.
+    fn aggregate(
+        aggregate: &datafusion::physical_expr::aggregate::AggregateFunctionExpr,
+    ) -> Result<Memory, EngineError> {
+        Ok(Memory::Aggregate {
+            events: VecDeque::new(),
+            accumulator: aggregate.create_sliding_accumulator()?,
+        })
+    }
+}
+
+/// The memory of partition `key`, made by `make` when the partition is new.
+fn partition<'a>(
+    partitions: &'a mut HashMap<Box<[u8]>, Memory>,
+    key: &[u8],
+    make: impl FnOnce() -> Result<Memory, EngineError>,
+) -> Result<&'a mut Memory, EngineError> {
+    if !partitions.contains_key(key) {
+        partitions.insert(key.into(), make()?);
+    }
+    partitions
+        .get_mut(key)
+        .ok_or_else(|| EngineError::Internal("a partition vanished".into()))
+}
+
 #[derive(Debug)]
 struct Function {
     spec: AnalyticSpec,
@@ -291,10 +317,9 @@ impl Function {
                         continue;
                     }
                     let end = grid.first_end(times[row]);
-                    let memory = self
-                        .partitions
-                        .entry(keys[row].clone())
-                        .or_insert(Memory::FirstIn(i64::MIN));
+                    let memory = partition(&mut self.partitions, &keys[row], || {
+                        Ok(Memory::FirstIn(i64::MIN))
+                    })?;
                     let first = !matches!(memory, Memory::FirstIn(e) if *e == end);
                     *memory = Memory::FirstIn(end);
                     out.push(i64::from(first));
@@ -308,13 +333,12 @@ impl Function {
                 let (mut scores, mut flags) = (Vec::with_capacity(n), Vec::with_capacity(n));
                 for row in 0..n {
                     let t = times[row];
-                    let memory = match self.partitions.entry(keys[row].clone()) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => v.insert(Memory::Detector(
+                    let memory = partition(&mut self.partitions, &keys[row], || {
+                        Ok(Memory::Detector(
                             detector.make().map_err(EngineError::Internal)?,
                             t,
-                        )),
-                    };
+                        ))
+                    })?;
                     let Memory::Detector(d, last) = memory else {
                         return Err(EngineError::Internal("an analytic state mix-up".into()));
                     };
@@ -347,15 +371,9 @@ impl Function {
                 let mut out = Vec::with_capacity(n);
                 for row in 0..n {
                     let t = times[row];
-                    let memory = match self.partitions.entry(keys[row].clone()) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(Memory::Aggregate {
-                                events: VecDeque::new(),
-                                accumulator: aggregate.create_sliding_accumulator()?,
-                            })
-                        }
-                    };
+                    let memory = partition(&mut self.partitions, &keys[row], || {
+                        Memory::aggregate(aggregate)
+                    })?;
                     let Memory::Aggregate {
                         events,
                         accumulator,
@@ -406,10 +424,9 @@ impl Function {
                 let mut out = Vec::with_capacity(n);
                 for row in 0..n {
                     let t = times[row];
-                    let memory = self
-                        .partitions
-                        .entry(keys[row].clone())
-                        .or_insert_with(|| Memory::Values(VecDeque::new()));
+                    let memory = partition(&mut self.partitions, &keys[row], || {
+                        Ok(Memory::Values(VecDeque::new()))
+                    })?;
                     let Memory::Values(history) = memory else {
                         return Err(EngineError::Internal("an analytic state mix-up".into()));
                     };
@@ -565,15 +582,9 @@ impl Operator for AnalyticOperator {
                                 .insert(key, Memory::Detector(d, times.value(i)));
                         }
                         AnalyticKind::Aggregate { aggregate } => {
-                            let memory = match f.partitions.entry(key) {
-                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                                std::collections::hash_map::Entry::Vacant(v) => {
-                                    v.insert(Memory::Aggregate {
-                                        events: VecDeque::new(),
-                                        accumulator: aggregate.create_sliding_accumulator()?,
-                                    })
-                                }
-                            };
+                            let memory = partition(&mut f.partitions, &key, || {
+                                Memory::aggregate(aggregate)
+                            })?;
                             if let Memory::Aggregate {
                                 events,
                                 accumulator,

@@ -296,6 +296,32 @@ impl KeyEncoder {
     }
 }
 
+/// A side's rows of a batch: its columns, their event times and their keys.
+pub(crate) struct SideRows {
+    pub columns: Vec<ArrayRef>,
+    pub times: Vec<i64>,
+    pub keys: Vec<Option<Box<[u8]>>>,
+}
+
+impl KeyEncoder {
+    /// The rows of `batch` (an input of side `left`) with their keys.
+    pub(crate) fn side_rows(
+        &self,
+        layout: &JoinLayout,
+        left: bool,
+        batch: &RecordBatch,
+    ) -> Result<SideRows, EngineError> {
+        let times = super::event_times(batch)?;
+        let columns = layout.side(left, batch);
+        let keys = self.encode(layout, left, &columns, &times)?;
+        Ok(SideRows {
+            columns,
+            times,
+            keys,
+        })
+    }
+}
+
 pub struct JoinOperator {
     spec: JoinSpec,
     keys: KeyEncoder,
@@ -368,15 +394,14 @@ impl JoinOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let times = super::event_times(&batch)?;
-        let columns = self.spec.layout.side(left, &batch);
-        let keys = self
-            .keys
-            .encode(&self.spec.layout, left, &columns, &times)?;
+        let SideRows {
+            columns,
+            times,
+            keys,
+        } = self.keys.side_rows(&self.spec.layout, left, &batch)?;
         let (own, other) = if left {
             (&mut self.left, &self.right)
         } else {

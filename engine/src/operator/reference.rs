@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::join::{JoinLayout, KeyEncoder, split_on};
+use super::join::{JoinLayout, KeyEncoder, SideRows, split_on};
 use super::{Operator, Output};
 use crate::error::EngineError;
 
@@ -93,9 +93,11 @@ impl Operator for ReferenceJoinOperator {
         if n == 0 {
             return Ok(());
         }
-        let times = super::event_times(&batch)?;
-        let columns = self.layout.side(true, &batch);
-        let keys = self.keys.encode(&self.layout, true, &columns, &times)?;
+        let SideRows {
+            columns,
+            times,
+            keys,
+        } = self.keys.side_rows(&self.layout, true, &batch)?;
         let (mut events, mut table_rows) = (Vec::new(), Vec::new());
         if let Some(table) = &self.table {
             for (row, key) in keys.iter().enumerate() {

@@ -110,6 +110,16 @@ impl Substreams {
     }
 }
 
+/// The watermark of a clock whose largest event time is `max_seen` (none
+/// before any event), with an out-of-order tolerance in microseconds.
+fn watermark_of(max_seen: i64, out_of_order: i64) -> i64 {
+    if max_seen == i64::MIN {
+        i64::MIN
+    } else {
+        max_seen.saturating_sub(out_of_order)
+    }
+}
+
 /// Whether values of this type can be event times.
 pub fn is_time_type(t: &DataType) -> bool {
     matches!(
@@ -180,11 +190,7 @@ impl TimestampOperator {
 
     /// The watermark of a clock whose largest event time is `max_seen`.
     fn watermark(&self, max_seen: i64) -> i64 {
-        if max_seen == i64::MIN {
-            i64::MIN
-        } else {
-            max_seen.saturating_sub(micros_of(self.policy.out_of_order))
-        }
+        watermark_of(max_seen, micros_of(self.policy.out_of_order))
     }
 
     fn dead_letter(&self, batch: &RecordBatch, row: usize, reason: String) -> DeadLetter {
@@ -477,11 +483,7 @@ impl Operator for TimestampOperator {
             };
             // Late: behind the watermark, or more than the late-arrival
             // tolerance before its own arrival.
-            let watermark = if *max_seen == i64::MIN {
-                i64::MIN
-            } else {
-                max_seen.saturating_sub(out_of_order)
-            };
+            let watermark = watermark_of(*max_seen, out_of_order);
             let arrival_floor = arrivals
                 .as_ref()
                 .and_then(|a| a[row])

@@ -75,9 +75,6 @@ impl Operator for WindowAggregateOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
         let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
             return Ok(());
         };

@@ -468,12 +468,15 @@ impl Aggregation {
 
     /// The rows of `batch` whose keys and arguments can be computed, and
     /// those inputs; the other rows (a failing CAST, ...) become dead
-    /// letters. `None` when no row is left.
+    /// letters. `None` when no row is left (or there was none).
     pub fn checked_inputs(
         &self,
         batch: RecordBatch,
         out: &mut crate::operator::Output,
     ) -> Result<Option<(RecordBatch, Inputs)>, EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
         if let Ok(inputs) = self.inputs(&batch) {
             return Ok(Some((batch, inputs)));
         }

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, BinaryArray, Int64Array, UInt32Array, UInt64Array,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
@@ -23,7 +23,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::aggregation::{Aggregation, GroupState, Inputs, gather};
 use crate::error::EngineError;
 use crate::operator::{Operator, Output};
-use crate::time::{EVENT_TIME, EventTime};
+use crate::time::EventTime;
 
 #[derive(Debug, Clone, Copy)]
 struct Session {
@@ -219,18 +219,11 @@ impl Operator for SessionWindowOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
         let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
             return Ok(());
         };
         let n = batch.num_rows();
-        let times = batch
-            .column(batch.schema_ref().index_of(EVENT_TIME)?)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec();
+        let times = crate::operator::event_times(&batch)?;
         let keys: Vec<Box<[u8]>> = match &self.converter {
             Some(c) => {
                 let columns = self

@@ -112,9 +112,6 @@ impl Operator for SlidingWindowOperator {
         batch: RecordBatch,
         out: &mut Output,
     ) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
         let Some((batch, inputs)) = self.aggregation.checked_inputs(batch, out)? else {
             return Ok(());
         };
