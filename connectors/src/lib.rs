@@ -7,4 +7,5 @@
 pub mod deadletter;
 pub mod endpoint;
 pub mod file;
+pub mod message;
 pub mod sqlite;

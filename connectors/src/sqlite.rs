@@ -270,6 +270,7 @@ impl Source for SqliteSource {
             return Ok((!dead_letters.is_empty()).then_some(SourceBatch {
                 batch: None,
                 dead_letters,
+                ..Default::default()
             }));
         }
         let n = self.batch_size.min(all.num_rows() - self.at);
@@ -278,6 +279,7 @@ impl Source for SqliteSource {
         Ok(Some(SourceBatch {
             batch: Some(slice),
             dead_letters,
+            ..Default::default()
         }))
     }
 

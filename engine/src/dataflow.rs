@@ -119,6 +119,10 @@ impl Sink for CountingSink {
         self.inner.write(batch)
     }
 
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.inner.flush()
+    }
+
     fn finish(&mut self) -> Result<(), EngineError> {
         self.inner.finish()
     }
@@ -539,6 +543,36 @@ impl Dataflow {
             0,
             Message::Watermark(EventTime::MAX),
         )]))
+    }
+
+    /// The arrival clock of `input` (a live source) reached `now`: its
+    /// watermark advances to `now` minus the late-arrival tolerance even
+    /// when no event comes, so that windows close on an idle input.
+    pub fn advance_arrival(&mut self, input: &str, now: EventTime) -> Result<(), EngineError> {
+        let scan = self.scan(input)?;
+        let mut queue = VecDeque::new();
+        for &(stamp, _) in &self.consumers[scan] {
+            let mut out = Output::default();
+            self.nodes[stamp].op.on_arrival(now, &mut out)?;
+            for message in out.messages {
+                for &(consumer, port) in &self.consumers[stamp] {
+                    queue.push_back((consumer, port, message.clone()));
+                }
+            }
+        }
+        self.run(queue)
+    }
+
+    /// Flushes every output ([`Sink::flush`]).
+    pub fn flush_outputs(&mut self) -> Result<(), EngineError> {
+        self.nodes.iter_mut().try_for_each(|n| n.op.flush())
+    }
+
+    /// The earliest event time that may still change an output row (see
+    /// [`crate::operator::Operator::held_since`]); `None` when no operator
+    /// holds an event: everything pushed so far is in the outputs.
+    pub fn held_since(&self) -> Option<EventTime> {
+        self.nodes.iter().filter_map(|n| n.op.held_since()).min()
     }
 
     /// Ends every input that has not ended.

@@ -23,6 +23,13 @@ pub trait Sink: Send {
     /// rather than dropping them.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError>;
 
+    /// Makes every row written so far durable (written to the file, acknowledged
+    /// by the broker), so that the input positions they came from can be
+    /// committed.
+    fn flush(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The output is complete: flush and close.
     fn finish(&mut self) -> Result<(), EngineError>;
 }
@@ -73,6 +80,25 @@ pub trait Source: Send {
     fn progress(&self) -> (u64, Option<u64>) {
         (0, None)
     }
+
+    /// Positions to commit (consumer offsets) and how, for a source that
+    /// reads from a broker; `None` for files.
+    fn committer(&self) -> Option<Box<dyn Committer>> {
+        None
+    }
+}
+
+/// Commits a broker source's read positions once the outputs that depend on
+/// them are flushed. Shared with the thread that reads the source.
+pub trait Committer: Send {
+    /// Records that every event of the batches up to the one marked `mark`
+    /// (a [`SourceBatch::mark`]) is reflected in flushed outputs, and
+    /// commits their positions.
+    fn commit(&mut self, mark: u64) -> Result<(), EngineError>;
+
+    /// Describes a position of the source's position column (`line N` for
+    /// files): e.g. `topic readings partition 3 offset 1042`.
+    fn describe(&self, position: u64) -> String;
 }
 
 /// A batch read from a source, and the events of it that were refused.
@@ -80,4 +106,10 @@ pub trait Source: Send {
 pub struct SourceBatch {
     pub batch: Option<RecordBatch>,
     pub dead_letters: Vec<crate::operator::DeadLetter>,
+    /// A broker source's mark of the positions read up to this batch, for
+    /// [`Committer::commit`]; 0 for sources without commits.
+    pub mark: u64,
+    /// The time of reading, for a live source (Kafka, MQTT): an input with
+    /// no events still advances its watermark with the arrival clock.
+    pub arrival: Option<crate::time::EventTime>,
 }

@@ -183,60 +183,20 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         &mut self,
         records: &[(usize, usize, u64)],
     ) -> (Option<RecordBatch>, Vec<DeadLetter>, Vec<u64>) {
-        let (first, last) = (records[0].0, records[records.len() - 1].1);
-        let lines: Vec<u64> = records.iter().map(|r| r.2).collect();
-        // Blank lines between records make the slice hold more than the records.
-        let contiguous = records.windows(2).all(|w| w[0].1 == w[1].0);
-        if contiguous {
-            if let Ok(batch) = self.decoder.decode(&self.block[first..last], records.len()) {
-                if batch.as_ref().map_or(0, RecordBatch::num_rows) == records.len() {
-                    return (batch, Vec::new(), lines);
-                }
-            }
-        }
-        let mut good = Vec::new();
-        let mut good_lines = Vec::new();
-        let mut dead = Vec::new();
-        for &(start, end, line) in records {
-            let record = &self.block[start..end];
-            match self.decoder.decode(record, 1) {
-                Ok(Some(b)) if b.num_rows() == 1 => {
-                    good.push(b);
-                    good_lines.push(line);
-                }
-                Ok(_) => dead.push(self.dead(record, line, "the record holds no event".into())),
-                Err(e) => {
-                    let message = e.to_string();
-                    let reason = if self.quoted && message.contains("incorrect number of fields") {
-                        // arrow's count is not always the record's ("more than 3").
-                        let text = String::from_utf8_lossy(record);
-                        let fields = field_count(text.trim_end_matches(['\n', '\r']).as_bytes());
-                        format!(
-                            "expected {} fields, found {fields}",
-                            self.schema.fields().len()
-                        )
-                    } else {
-                        cleanup(&message, &self.schema)
-                    };
-                    dead.push(self.dead(record, line, reason))
-                }
-            }
-        }
-        let batch = if good.is_empty() {
-            None
-        } else {
-            concat_batches(&self.schema, &good).ok()
-        };
-        (batch, dead, good_lines)
-    }
-
-    fn dead(&self, record: &[u8], line: u64, reason: String) -> DeadLetter {
-        DeadLetter {
-            input: self.input.clone(),
-            position: format!("line {line}"),
-            reason,
-            raw: String::from_utf8_lossy(record).trim_end().to_string(),
-        }
+        let (input, schema, quoted) = (&self.input, &self.schema, self.quoted);
+        decode_records(
+            &mut self.decoder,
+            schema,
+            quoted,
+            &self.block,
+            records,
+            |record, line, reason| DeadLetter {
+                input: input.clone(),
+                position: format!("line {line}"),
+                reason,
+                raw: String::from_utf8_lossy(record).trim_end().to_string(),
+            },
+        )
     }
 
     fn read_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
@@ -263,8 +223,67 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         Ok(Some(SourceBatch {
             batch,
             dead_letters,
+            ..Default::default()
         }))
     }
+}
+
+/// Decodes `records` (start, end, position: slices of `buffer`, each whole
+/// records ending in a newline) in one call; when that fails, record by
+/// record, keeping the good ones and making `dead` letters of the others.
+/// Returns the batch, the dead letters and the positions of the rows kept.
+pub(crate) fn decode_records<D: RecordDecoder + ?Sized, P: Copy>(
+    decoder: &mut D,
+    schema: &SchemaRef,
+    quoted: bool,
+    buffer: &[u8],
+    records: &[(usize, usize, P)],
+    dead: impl Fn(&[u8], P, String) -> DeadLetter,
+) -> (Option<RecordBatch>, Vec<DeadLetter>, Vec<P>) {
+    let Some((first, last)) = records.first().zip(records.last()) else {
+        return (None, Vec::new(), Vec::new());
+    };
+    let positions: Vec<P> = records.iter().map(|r| r.2).collect();
+    // Blank lines between records make the slice hold more than the records.
+    let contiguous = records.windows(2).all(|w| w[0].1 == w[1].0);
+    if contiguous {
+        if let Ok(batch) = decoder.decode(&buffer[first.0..last.1], records.len()) {
+            if batch.as_ref().map_or(0, RecordBatch::num_rows) == records.len() {
+                return (batch, Vec::new(), positions);
+            }
+        }
+    }
+    let mut good = Vec::new();
+    let mut good_positions = Vec::new();
+    let mut letters = Vec::new();
+    for &(start, end, position) in records {
+        let record = &buffer[start..end];
+        match decoder.decode(record, 1) {
+            Ok(Some(b)) if b.num_rows() == 1 => {
+                good.push(b);
+                good_positions.push(position);
+            }
+            Ok(_) => letters.push(dead(record, position, "the record holds no event".into())),
+            Err(e) => {
+                let message = e.to_string();
+                let reason = if quoted && message.contains("incorrect number of fields") {
+                    // arrow's count is not always the record's ("more than 3").
+                    let text = String::from_utf8_lossy(record);
+                    let fields = field_count(text.trim_end_matches(['\n', '\r']).as_bytes());
+                    format!("expected {} fields, found {fields}", schema.fields().len())
+                } else {
+                    cleanup(&message, schema)
+                };
+                letters.push(dead(record, position, reason))
+            }
+        }
+    }
+    let batch = if good.is_empty() {
+        None
+    } else {
+        concat_batches(schema, &good).ok()
+    };
+    (batch, letters, good_positions)
 }
 
 /// arrow's messages, reworded for one record: its line numbers and row

@@ -23,9 +23,9 @@ use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
 /// How many records schema inference looks at.
 const INFER_RECORDS: usize = 1000;
 
-struct CsvDecoder {
+pub(crate) struct CsvDecoder {
     /// The schema the source delivers: the file's columns the job reads.
-    schema: SchemaRef,
+    pub(crate) schema: SchemaRef,
     /// The schema arrow decodes, every column of the file: bit columns as
     /// text, converted afterwards (ASA's bit is 1, 0 or NULL; true and false
     /// are accepted too).
@@ -35,7 +35,10 @@ struct CsvDecoder {
 }
 
 impl CsvDecoder {
-    fn new(file_schema: &SchemaRef, projection: Option<Vec<usize>>) -> Result<Self, ArrowError> {
+    pub(crate) fn new(
+        file_schema: &SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self, ArrowError> {
         let text_schema = Arc::new(Schema::new(
             file_schema
                 .fields()

@@ -19,7 +19,7 @@ use super::{Input, OutputTarget, TIMESTAMP_FORMAT, text_types};
 const INFER_LINES: usize = 1000;
 
 pub(crate) struct JsonDecoder {
-    schema: SchemaRef,
+    pub(crate) schema: SchemaRef,
 }
 
 impl RecordDecoder for JsonDecoder {
@@ -47,7 +47,7 @@ impl RecordDecoder for JsonDecoder {
 /// so that a line whose value does not fit is refused later, on its own.
 /// Fields keep the order in which they first appear. Lines that are not
 /// objects are left for the decoder to dead-letter.
-fn infer(head: &[u8]) -> Result<Schema, String> {
+pub(crate) fn infer(head: &[u8]) -> Result<Schema, String> {
     let mut fields: Vec<Field> = Vec::new();
     for line in head.split(|&b| b == b'\n') {
         let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)

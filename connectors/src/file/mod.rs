@@ -1,6 +1,6 @@
 //! Files: CSV and JSON lines, read and written; `-` is stdin or stdout.
 
-mod chunk;
+pub(crate) mod chunk;
 pub mod csv;
 pub mod jsonl;
 

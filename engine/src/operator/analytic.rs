@@ -466,6 +466,27 @@ impl Function {
 }
 
 impl Operator for AnalyticOperator {
+    /// Waiting rows are after the watermark; a partition's memory holds its
+    /// oldest remembered event. A detector's history is counted in events,
+    /// not time, so it holds everything it has seen.
+    fn held_since(&self) -> Option<EventTime> {
+        let waiting = (!self.pending.is_empty()).then(|| self.watermark.saturating_add(1));
+        let remembered = self.functions.iter().flat_map(|f| {
+            f.partitions
+                .values()
+                .filter_map(move |m| match (m, &f.spec.kind) {
+                    (Memory::Values(history), _) => history.front().map(|&(t, _)| t),
+                    (Memory::FirstIn(end), AnalyticKind::IsFirst { size }) => {
+                        Some(end.saturating_sub(*size).saturating_add(1))
+                    }
+                    (Memory::FirstIn(end), _) => Some(*end),
+                    (Memory::Aggregate { events, .. }, _) => events.front().map(|&(t, _)| t),
+                    (Memory::Detector(..), _) => Some(i64::MIN),
+                })
+        });
+        waiting.into_iter().chain(remembered).min().map(EventTime)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

@@ -555,6 +555,15 @@ impl JoinOperator {
 }
 
 impl Operator for JoinOperator {
+    fn held_since(&self) -> Option<EventTime> {
+        // Stored rows live until the other side's watermark passes their
+        // reach (see `expire`).
+        let left = (!self.left.rows.is_empty()).then(|| self.right_wm.saturating_sub(self.spec.hi));
+        let right =
+            (!self.right.rows.is_empty()).then(|| self.left_wm.saturating_add(self.spec.lo));
+        left.into_iter().chain(right).min().map(EventTime)
+    }
+
     fn on_batch(
         &mut self,
         input: usize,

@@ -219,6 +219,25 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The arrival clock of the input reached `now` (a live source with no
+    /// events): only TIMESTAMP BY acts on it, advancing its watermark.
+    fn on_arrival(&mut self, _now: EventTime, _out: &mut Output) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The earliest event time whose event may still change a future output
+    /// row (an open window, a retained analytic or join row); `None` when
+    /// the operator holds no event. Positions of events older than the
+    /// minimum over all operators can be committed.
+    fn held_since(&self) -> Option<EventTime> {
+        None
+    }
+
+    /// Makes the rows written by a sink durable ([`crate::io::Sink::flush`]).
+    fn flush(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The operator's state, for a checkpoint.
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
         Ok(Vec::new())

@@ -60,4 +60,8 @@ impl Operator for SinkOperator {
     fn on_end(&mut self, _out: &mut Output) -> Result<(), EngineError> {
         self.sink.finish()
     }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.sink.flush()
+    }
 }

@@ -126,6 +126,13 @@ impl Substreamed {
 }
 
 impl Operator for Substreamed {
+    fn held_since(&self) -> Option<EventTime> {
+        self.operators
+            .iter()
+            .filter_map(|(_, op)| op.held_since())
+            .min()
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

@@ -47,6 +47,9 @@ pub struct TimestampStats {
     /// The input's watermark in microseconds (`i64::MIN` before any event);
     /// with substreams, the most advanced substream's.
     pub watermark: std::sync::atomic::AtomicI64,
+    /// The largest event time given to an event so far (`i64::MIN` before
+    /// any): no event pushed until now is later.
+    pub max_event_time: std::sync::atomic::AtomicI64,
 }
 
 impl Default for TimestampStats {
@@ -57,6 +60,7 @@ impl Default for TimestampStats {
             late_dropped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+            max_event_time: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -516,6 +520,11 @@ impl Operator for TimestampOperator {
                 kept_ids.push(ids[row]);
             }
         }
+        if let Some(&latest) = event_times.iter().max() {
+            self.stats
+                .max_event_time
+                .fetch_max(latest, Ordering::Relaxed);
+        }
         self.stats
             .late_adjusted
             .fetch_add(adjusted, Ordering::Relaxed);
@@ -566,6 +575,42 @@ impl Operator for TimestampOperator {
                 out.messages.push(Message::Substreams(Arc::new(wms)));
             }
             Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Moves every clock to at least the arrival clock minus the late-arrival
+    /// tolerance: later events arrive after `now`, so any of them timed
+    /// before that bound is late (ASA's watermark for an idle input).
+    fn on_arrival(&mut self, now: EventTime, out: &mut Output) -> Result<(), EngineError> {
+        if self.arrival.is_none() {
+            return Ok(());
+        }
+        let floor = now.0.saturating_sub(micros_of(self.policy.late_arrival));
+        // The largest event time whose watermark is `floor`.
+        let target = floor.saturating_add(micros_of(self.policy.out_of_order));
+        match &mut self.substreams {
+            None => {
+                if target > self.max_seen {
+                    self.max_seen = target;
+                    self.stats.watermark.fetch_max(floor, Ordering::Relaxed);
+                    out.watermark(EventTime(floor));
+                }
+            }
+            Some(s) => {
+                let mut wms = Vec::new();
+                for (&id, max) in s.max_seen.iter_mut() {
+                    if *max < target {
+                        *max = target;
+                        wms.push((id, EventTime(floor)));
+                    }
+                }
+                if !wms.is_empty() {
+                    wms.sort_unstable();
+                    self.stats.watermark.fetch_max(floor, Ordering::Relaxed);
+                    out.messages.push(Message::Substreams(Arc::new(wms)));
+                }
+            }
         }
         Ok(())
     }

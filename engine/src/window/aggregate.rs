@@ -69,6 +69,15 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
+    fn held_since(&self) -> Option<EventTime> {
+        let (&end, _) = self.windows.first_key_value()?;
+        // A window (end - size, end] holds events after its start.
+        Some(EventTime(match &self.assigner {
+            Assigner::Grid(grid) => end.saturating_sub(grid.size).saturating_add(1),
+            Assigner::Snapshot => end,
+        }))
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

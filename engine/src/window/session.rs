@@ -213,6 +213,18 @@ impl SessionWindowOperator {
 }
 
 impl Operator for SessionWindowOperator {
+    fn held_since(&self) -> Option<EventTime> {
+        let open = self.open.values().map(|s| s.start);
+        // A closed session started at most the maximum duration before its end.
+        let closed = self
+            .closed
+            .keys()
+            .next()
+            .map(|&(end, _)| end.saturating_sub(self.max_duration));
+        let pending = self.pending.iter().flat_map(|p| p.times.iter().copied());
+        open.chain(closed).chain(pending).min().map(EventTime)
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,

@@ -106,6 +106,13 @@ impl SlidingWindowOperator {
 }
 
 impl Operator for SlidingWindowOperator {
+    fn held_since(&self) -> Option<EventTime> {
+        // An event at t has change points at t and t + size; the earliest
+        // point not yet emitted may belong to an event `size` before it.
+        let &(point, _) = self.points.first()?;
+        Some(EventTime(point.saturating_sub(self.size)))
+    }
+
     fn on_batch(
         &mut self,
         _input: usize,
