@@ -125,6 +125,15 @@ fn not_built(command: &str, issue: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Warnings (a broker outage, a failed reload) on stderr; IOTQL_LOG=info
+    // or =debug tells more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IOTQL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Check {

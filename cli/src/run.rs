@@ -19,7 +19,8 @@ use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::dataflow::Dataflow;
 use iotql_engine::error::EngineError;
 use iotql_engine::expr::ExprCompiler;
-use iotql_engine::io::{Sink, Source, SourceBatch};
+use iotql_engine::io::{Committer, Sink, Source, SourceBatch};
+use iotql_engine::operator::DeadLetter;
 use iotql_engine::plan::{LatePolicy, PlanOptions, TimePolicy};
 
 use crate::Binding;
@@ -198,11 +199,16 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     let total_bytes: Option<u64> = sources.iter().map(|(_, s)| s.progress().1).sum();
     let progress = progress_bar(options.quiet, total_bytes);
     let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
-    let receivers: Vec<Receiver<(Read, u64)>> = sources
+    let mut commits: Vec<Option<Commits>> = sources
+        .iter()
+        .map(|(_, s)| s.committer().map(Commits::new))
+        .collect();
+    let live = commits.iter().any(Option::is_some);
+    let (receivers, readers): (Vec<Receiver<(Read, u64)>>, Vec<_>) = sources
         .into_iter()
         .map(|(_, mut source)| {
             let (tx, rx) = bounded(4);
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 loop {
                     let read = source.next_batch();
                     let done = !matches!(read, Ok(Some(_)));
@@ -210,21 +216,34 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
                         break;
                     }
                 }
+                // Dropping the source here closes it (a Kafka consumer
+                // leaves its group at once).
             });
-            rx
+            (rx, reader)
         })
-        .collect();
+        .unzip();
 
+    let mut stopped = false;
     let result = pump(
-        &mut dataflow,
-        &names,
-        &receivers,
-        &mut references,
-        &mut dead,
-        &interrupted,
-        &progress,
+        &mut Pump {
+            dataflow: &mut dataflow,
+            names: &names,
+            receivers: &receivers,
+            commits: &mut commits,
+            references: &mut references,
+            dead: &mut dead,
+            interrupted: &interrupted,
+            progress: &progress,
+            live,
+        },
+        &mut stopped,
     );
     progress.finish_and_clear();
+    // The readers see their channel closed and stop.
+    drop(receivers);
+    for reader in readers {
+        let _ = reader.join();
+    }
     if let Err(e) = result {
         return runtime(e);
     }
@@ -239,39 +258,145 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             started.elapsed(),
             interrupted.load(Ordering::SeqCst),
         );
+        if stopped {
+            eprintln!(
+                "  open windows were not emitted: the positions of their events are not committed, so the next run reads them again"
+            );
+        }
     }
     ExitCode::SUCCESS
 }
 
+/// A broker input's committer and the batches pushed but not committed:
+/// (mark, the input's largest event time once the batch was pushed).
+struct Commits {
+    committer: Box<dyn Committer>,
+    pending: std::collections::VecDeque<(u64, i64)>,
+}
+
+impl Commits {
+    fn new(committer: Box<dyn Committer>) -> Self {
+        Commits {
+            committer,
+            pending: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+/// How often a broker input's positions are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the pump loop works with.
+struct Pump<'a> {
+    dataflow: &'a mut Dataflow,
+    names: &'a [String],
+    receivers: &'a [Receiver<(Read, u64)>],
+    commits: &'a mut [Option<Commits>],
+    references: &'a mut [Reference],
+    dead: &'a mut DeadLetterWriter,
+    interrupted: &'a AtomicBool,
+    progress: &'a ProgressBar,
+    /// Whether an input is a broker's: Ctrl+C then stops without emitting
+    /// open windows.
+    live: bool,
+}
+
+impl Pump<'_> {
+    /// Writes dead letters, with a broker input's positions in its words.
+    fn write_dead(&mut self, mut letters: Vec<DeadLetter>) -> Result<(), String> {
+        for letter in letters.iter_mut() {
+            let Some(i) = self.names.iter().position(|n| *n == letter.input) else {
+                continue;
+            };
+            if let (Some(c), Some(line)) = (
+                &self.commits[i],
+                letter
+                    .position
+                    .strip_prefix("line ")
+                    .and_then(|n| n.parse::<u64>().ok()),
+            ) {
+                letter.position = c.committer.describe(line);
+            }
+        }
+        self.dead
+            .write(&letters)
+            .map_err(|e| format!("dead-letter file: {e}"))
+    }
+
+    /// The largest event time given to an event of input `i` so far.
+    fn latest_event(&self, i: usize) -> i64 {
+        self.dataflow
+            .input_stats()
+            .iter()
+            .filter(|s| s.name == self.names[i])
+            .map(|s| s.stats.max_event_time.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Commits the positions of the batches whose events no operator holds
+    /// any more, after flushing the outputs (and dead letters) they went to.
+    fn commit_done(&mut self) -> Result<(), String> {
+        let held = self.dataflow.held_since().map_or(i64::MAX, |t| t.0);
+        let mut ready = Vec::new();
+        for (i, c) in self.commits.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let mut last = None;
+            while let Some(&(mark, latest)) = c.pending.front() {
+                if latest >= held {
+                    break;
+                }
+                last = Some(mark);
+                c.pending.pop_front();
+            }
+            if let Some(mark) = last {
+                ready.push((i, mark));
+            }
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.dataflow.flush_outputs().map_err(|e| e.to_string())?;
+        self.dead
+            .flush()
+            .map_err(|e| format!("dead-letter file: {e}"))?;
+        for (i, mark) in ready {
+            if let Some(c) = &mut self.commits[i] {
+                c.committer.commit(mark).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Moves batches from the reader threads into the dataflow until every
-/// input has ended (or Ctrl+C).
-fn pump(
-    dataflow: &mut Dataflow,
-    names: &[String],
-    receivers: &[Receiver<(Read, u64)>],
-    references: &mut [Reference],
-    dead: &mut DeadLetterWriter,
-    interrupted: &AtomicBool,
-    progress: &ProgressBar,
-) -> Result<(), String> {
-    let mut open: Vec<bool> = vec![true; receivers.len()];
-    let mut bytes = vec![0u64; receivers.len()];
+/// input has ended (or Ctrl+C); `stopped` tells whether it stopped early
+/// with a live input, leaving open windows unemitted.
+fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
+    let mut open: Vec<bool> = vec![true; p.receivers.len()];
+    let mut bytes = vec![0u64; p.receivers.len()];
     let mut events = 0u64;
     let started = Instant::now();
+    let mut last_commit = Instant::now();
     while open.iter().any(|&o| o) {
-        if interrupted.load(Ordering::SeqCst) {
+        if p.interrupted.load(Ordering::SeqCst) {
             // Stop reading; what was read is flushed.
             break;
         }
-        for r in references.iter_mut() {
-            let letters = r.refresh(dataflow)?;
-            dead.write(&letters)
+        for r in p.references.iter_mut() {
+            let letters = r.refresh(p.dataflow)?;
+            p.dead
+                .write(&letters)
                 .map_err(|e| format!("dead-letter file: {e}"))?;
         }
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            p.commit_done()?;
+            last_commit = Instant::now();
+        }
         let mut select = Select::new();
-        let indices: Vec<usize> = (0..receivers.len()).filter(|&i| open[i]).collect();
+        let indices: Vec<usize> = (0..p.receivers.len()).filter(|&i| open[i]).collect();
         for &i in &indices {
-            select.recv(&receivers[i]);
+            select.recv(&p.receivers[i]);
         }
         let op = match select.select_timeout(Duration::from_millis(200)) {
             Ok(op) => op,
@@ -279,46 +404,68 @@ fn pump(
         };
         let i = indices[op.index()];
         let (read, position) = op
-            .recv(&receivers[i])
-            .map_err(|_| format!("the reader of `{}` stopped", names[i]))?;
+            .recv(&p.receivers[i])
+            .map_err(|_| format!("the reader of `{}` stopped", p.names[i]))?;
         bytes[i] = position;
         match read {
             Ok(Some(batch)) => {
                 let mut letters = batch.dead_letters;
                 if let Some(b) = batch.batch {
                     events += b.num_rows() as u64;
-                    dataflow.push(&names[i], b).map_err(|e| e.to_string())?;
+                    p.dataflow.push(&p.names[i], b).map_err(|e| e.to_string())?;
                 }
-                letters.extend(dataflow.take_dead_letters());
+                if let Some(now) = batch.arrival {
+                    p.dataflow
+                        .advance_arrival(&p.names[i], now)
+                        .map_err(|e| e.to_string())?;
+                }
+                if batch.mark > 0 {
+                    let latest = p.latest_event(i);
+                    if let Some(c) = &mut p.commits[i] {
+                        c.pending.push_back((batch.mark, latest));
+                    }
+                }
+                letters.extend(p.dataflow.take_dead_letters());
                 in_input_order(&mut letters);
-                dead.write(&letters)
-                    .map_err(|e| format!("dead-letter file: {e}"))?;
+                p.write_dead(letters)?;
             }
             Ok(None) => {
                 open[i] = false;
-                dataflow.end_input(&names[i]).map_err(|e| e.to_string())?;
+                p.dataflow
+                    .end_input(&p.names[i])
+                    .map_err(|e| e.to_string())?;
             }
             Err(e) => return Err(e.to_string()),
         }
-        dead.write(&dataflow.take_dead_letters())
-            .map_err(|e| format!("dead-letter file: {e}"))?;
-        progress.set_position(bytes.iter().sum());
+        let letters = p.dataflow.take_dead_letters();
+        p.write_dead(letters)?;
+        p.progress.set_position(bytes.iter().sum());
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let watermark = dataflow
+        let watermark = p
+            .dataflow
             .input_stats()
             .iter()
             .filter_map(|i| i.stats.watermark())
             .min()
             .map_or_else(|| "-".to_string(), |w| w.to_string());
-        progress.set_message(format!(
+        p.progress.set_message(format!(
             "{} events, {}/s, watermark {watermark}",
             human_count(events),
             human_count(rate as u64)
         ));
     }
-    dataflow.finish().map_err(|e| e.to_string())?;
-    dead.write(&dataflow.take_dead_letters())
-        .map_err(|e| format!("dead-letter file: {e}"))?;
+    if p.live && open.iter().any(|&o| o) {
+        // Stopped with a live input: what is emitted is flushed and its
+        // positions committed; open windows wait for the next run.
+        p.commit_done()?;
+        p.dataflow.stop().map_err(|e| e.to_string())?;
+        *stopped = true;
+    } else {
+        p.dataflow.finish().map_err(|e| e.to_string())?;
+        let letters = p.dataflow.take_dead_letters();
+        p.write_dead(letters)?;
+        p.commit_done()?;
+    }
     Ok(())
 }
 

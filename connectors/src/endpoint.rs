@@ -22,17 +22,19 @@ pub enum InputSpec {
     JsonLines(Input),
     /// A table or query of a SQLite database (reference data).
     Sqlite(crate::sqlite::SqliteInput),
+    /// Topics of a Kafka cluster.
+    Kafka(crate::kafka::KafkaInput),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     Csv(OutputTarget),
     JsonLines(OutputTarget),
+    Kafka(crate::kafka::KafkaOutput),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
 const LATER: &[&str] = &[
-    "kafka",
     "mqtt",
     "postgres",
     "postgresql",
@@ -93,11 +95,14 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "csv" => Ok(InputSpec::Csv(Input::parse(rest))),
         "jsonl" | "json" => Ok(InputSpec::JsonLines(Input::parse(rest))),
         "sqlite" => parse_sqlite(rest),
+        "kafka" => crate::kafka::KafkaInput::from_uri(rest).map(InputSpec::Kafka),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
         )),
-        s => Err(format!("unknown input scheme `{s}:` (known: csv:, jsonl:)")),
+        s => Err(format!(
+            "unknown input scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://)"
+        )),
     }
 }
 
@@ -108,12 +113,13 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
         "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
         "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
+        "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
         s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, kafka://, stdout)"
         )),
     }
 }
@@ -145,10 +151,19 @@ fn connector_and_path(
     }
 }
 
+fn is_kafka(options: &BTreeMap<String, String>) -> bool {
+    options
+        .get("connector")
+        .is_some_and(|c| c.eq_ignore_ascii_case("kafka"))
+}
+
 pub fn input_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<InputSpec, String> {
+    if is_kafka(options) {
+        return crate::kafka::KafkaInput::from_options(options).map(InputSpec::Kafka);
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
         let read = match (options.get("table"), options.get("query")) {
@@ -172,6 +187,9 @@ pub fn output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
+    if is_kafka(options) {
+        return crate::kafka::KafkaOutput::from_options(options).map(OutputSpec::Kafka);
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "stdout" {
         return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
@@ -227,6 +245,9 @@ pub fn open_source(
         InputSpec::Sqlite(input) => {
             Box::new(crate::sqlite::SqliteSource::open(name, input, batch_size)?)
         }
+        InputSpec::Kafka(input) => Box::new(crate::kafka::KafkaSource::open(
+            name, input, schema, batch_size, columns,
+        )?),
     })
 }
 
@@ -256,5 +277,6 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
     match spec {
         OutputSpec::Csv(target) => Box::new(CsvSink::new(name, target.clone())),
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
+        OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
     }
 }

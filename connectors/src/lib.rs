@@ -7,5 +7,6 @@
 pub mod deadletter;
 pub mod endpoint;
 pub mod file;
+pub mod kafka;
 pub mod message;
 pub mod sqlite;

@@ -568,6 +568,14 @@ impl Dataflow {
         self.nodes.iter_mut().try_for_each(|n| n.op.flush())
     }
 
+    /// Stops before the inputs end: outputs are flushed and closed, and the
+    /// rows of open windows (and other held events) are not emitted. A live
+    /// input's positions of held events are not committed, so a restarted
+    /// job reads them again and emits those windows whole.
+    pub fn stop(&mut self) -> Result<(), EngineError> {
+        self.nodes.iter_mut().try_for_each(|n| n.op.close())
+    }
+
     /// The earliest event time that may still change an output row (see
     /// [`crate::operator::Operator::held_since`]); `None` when no operator
     /// holds an event: everything pushed so far is in the outputs.

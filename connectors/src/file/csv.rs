@@ -233,11 +233,7 @@ impl CsvSink {
 impl Sink for CsvSink {
     fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
         let out = self.target.create().map_err(|e| self.error(e))?;
-        let mut writer = WriterBuilder::new()
-            .with_header(true)
-            .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
-            .with_timestamp_format(TIMESTAMP_FORMAT.into())
-            .build(BufWriter::with_capacity(1 << 16, out));
+        let mut writer = csv_writer(BufWriter::with_capacity(1 << 16, out), true);
         // The header, even if no row ever comes.
         let empty = super::nested_as_json(&RecordBatch::new_empty(schema.clone()))
             .map_err(|e| self.error(e))?;
@@ -257,6 +253,16 @@ impl Sink for CsvSink {
         }
     }
 
+    fn flush(&mut self) -> Result<(), EngineError> {
+        // arrow's CSV writer buffers inside: take it apart to reach the file.
+        if let Some(w) = self.writer.take() {
+            let mut inner = w.into_inner();
+            inner.flush().map_err(|e| self.error(e))?;
+            self.writer = Some(csv_writer(inner, false));
+        }
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), EngineError> {
         if let Some(w) = self.writer.take() {
             let mut inner = w.into_inner();
@@ -264,6 +270,14 @@ impl Sink for CsvSink {
         }
         Ok(())
     }
+}
+
+fn csv_writer<W: Write>(out: W, header: bool) -> iotql_engine::arrow::csv::Writer<W> {
+    WriterBuilder::new()
+        .with_header(header)
+        .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
+        .with_timestamp_format(TIMESTAMP_FORMAT.into())
+        .build(out)
 }
 
 impl std::fmt::Debug for CsvSink {

@@ -163,6 +163,23 @@ pub fn open_source(
     )))
 }
 
+/// `batch`'s rows as JSON lines, written as the JSON-lines sink writes
+/// them: one object per row (a message of a broker output).
+pub(crate) fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+    let mut writer = json_writer(Vec::new());
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(writer.into_inner())
+}
+
+fn json_writer<W: Write>(out: W) -> Writer<W, LineDelimited> {
+    WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
+        .with_timestamp_format(TIMESTAMP_FORMAT.into())
+        .build::<_, LineDelimited>(out)
+}
+
 /// Writes rows as JSON lines with the SELECT's column names; NULLs are
 /// written as `null`, datetimes as RFC 3339 UTC strings.
 pub struct JsonLinesSink {
@@ -199,13 +216,7 @@ impl JsonLinesSink {
 impl Sink for JsonLinesSink {
     fn start(&mut self, _schema: &SchemaRef) -> Result<(), EngineError> {
         let out = self.target.create().map_err(|e| self.error(e))?;
-        self.writer = Some(
-            WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
-                .with_timestamp_format(TIMESTAMP_FORMAT.into())
-                .build::<_, LineDelimited>(BufWriter::with_capacity(1 << 16, out)),
-        );
+        self.writer = Some(json_writer(BufWriter::with_capacity(1 << 16, out)));
         Ok(())
     }
 
@@ -217,6 +228,16 @@ impl Sink for JsonLinesSink {
                 message: e.to_string(),
             }),
             None => Err(self.error("written before it was started")),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        match self.writer.as_mut() {
+            Some(w) => w.get_mut().flush().map_err(|e| EngineError::Sink {
+                output: self.name.clone(),
+                message: e.to_string(),
+            }),
+            None => Ok(()),
         }
     }
 

@@ -238,6 +238,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The job stops before its inputs end (Ctrl+C on a live input): a sink
+    /// flushes and closes its output; other operators keep their state
+    /// unemitted.
+    fn close(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The operator's state, for a checkpoint.
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
         Ok(Vec::new())

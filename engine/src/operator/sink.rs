@@ -64,4 +64,8 @@ impl Operator for SinkOperator {
     fn flush(&mut self) -> Result<(), EngineError> {
         self.sink.flush()
     }
+
+    fn close(&mut self) -> Result<(), EngineError> {
+        self.sink.finish()
+    }
 }

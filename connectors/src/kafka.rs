@@ -1,0 +1,1144 @@
+//! Kafka input and output, through librdkafka (the `rdkafka` crate).
+//!
+//! Input: a consumer in a consumer group, subscribed to one or more topics;
+//! every assigned partition is read, the message timestamp is each event's
+//! arrival time, and offsets are committed only when the runner says the
+//! outputs that depend on them are flushed ([`Committer`]): at-least-once.
+//! Output: an idempotent producer writing each row as a JSON object, keyed by
+//! a column when asked, so that a key's rows stay in order in one partition.
+//!
+//! Nothing here leans on one broker's behaviour: it is plain librdkafka with
+//! a consumer group, and librdkafka's own settings pass through.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iotql_engine::arrow::array::Array;
+use iotql_engine::arrow::datatypes::SchemaRef;
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::arrow::util::display::array_value_to_string;
+use iotql_engine::error::EngineError;
+use iotql_engine::io::{Committer, Sink, Source, SourceBatch};
+use iotql_engine::time::EventTime;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+use crate::message::{
+    DEFAULT_MAX_MESSAGE_BYTES, DecoderConfig, MessageDecoder, MessageFormat, Received,
+};
+
+/// Where a consumer starts in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The group's committed offset; the earliest where it has none.
+    Committed,
+    /// The first message, whatever the group committed.
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+    /// The first message at or after this time (milliseconds since the epoch).
+    Time(i64),
+}
+
+impl StartPosition {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "committed" => Ok(StartPosition::Committed),
+            "earliest" => Ok(StartPosition::Earliest),
+            "latest" => Ok(StartPosition::Latest),
+            _ => chrono::DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| StartPosition::Time(t.timestamp_millis()))
+                .map_err(|_| {
+                    format!(
+                        "start `{text}`: use committed, earliest, latest or a time such as 2026-01-01T00:00:00Z"
+                    )
+                }),
+        }
+    }
+}
+
+/// A Kafka input: where and how to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaInput {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// The consumer group; by default `iotql-<input name>`.
+    pub group_id: Option<String>,
+    pub start: StartPosition,
+    pub format: MessageFormat,
+    /// Stop when every partition has been read to its end (a backfill or a
+    /// test), instead of waiting for more.
+    pub until_end: bool,
+    pub max_message_bytes: usize,
+    /// librdkafka settings passed through (`security.protocol`, `sasl.*`,
+    /// `ssl.*`, `session.timeout.ms`, ...).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A Kafka output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOutput {
+    pub brokers: String,
+    pub topic: String,
+    /// The column whose value is each message's key.
+    pub key: Option<String>,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Options that are iotql's, not librdkafka's.
+const INPUT_OPTIONS: &[&str] = &[
+    "connector",
+    "brokers",
+    "topic",
+    "topics",
+    "group_id",
+    "start",
+    "format",
+    "until",
+    "max_message_bytes",
+    "schema",
+    "arrival_time",
+    "out_of_order",
+    "late_arrival",
+    "late_policy",
+];
+const OUTPUT_OPTIONS: &[&str] = &["connector", "brokers", "topic", "key", "format"];
+
+/// The query of a URI as (key, value) pairs.
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("`{pair}` in the URI query: write key=value")),
+        })
+        .collect()
+}
+
+/// `host:port[,host:port]/topic[,topic][?key=value&...]` (after `kafka://`):
+/// the brokers, the topics and the options.
+fn split_uri(rest: &str) -> Result<(String, String, BTreeMap<String, String>), String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (brokers, topics) = path
+        .split_once('/')
+        .filter(|(b, t)| !b.is_empty() && !t.is_empty())
+        .ok_or_else(|| format!("`kafka://{rest}`: write kafka://HOST:PORT/TOPIC"))?;
+    let mut options = BTreeMap::new();
+    for (k, v) in query_pairs(query)? {
+        options.insert(k, v);
+    }
+    Ok((brokers.to_string(), topics.to_string(), options))
+}
+
+/// librdkafka settings among `options`: every key with a dot in it.
+fn settings(
+    options: &BTreeMap<String, String>,
+    known: &[&str],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut settings = BTreeMap::new();
+    for (k, v) in options {
+        if known.contains(&k.as_str()) {
+            continue;
+        }
+        if !k.contains('.') {
+            return Err(format!(
+                "unknown Kafka option `{k}` (iotql's are {}; librdkafka settings have dots, e.g. [security.protocol] = 'SASL_SSL')",
+                known[1..].join(", ")
+            ));
+        }
+        settings.insert(k.clone(), v.clone());
+    }
+    Ok(settings)
+}
+
+impl KafkaInput {
+    /// From `kafka://HOST:PORT/TOPIC[,TOPIC]?group_id=...&start=...` (after `kafka://`).
+    pub fn from_uri(rest: &str) -> Result<Self, String> {
+        let (brokers, topics, mut options) = split_uri(rest)?;
+        options.insert("brokers".into(), brokers);
+        options.insert("topic".into(), topics);
+        Self::from_options(&options)
+    }
+
+    /// From a declaration's options (`connector = 'kafka', brokers = '...', topic = '...'`).
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, String> {
+        let brokers = options
+            .get("brokers")
+            .ok_or("the `kafka` connector needs `brokers = 'HOST:PORT'`")?
+            .clone();
+        let topics: Vec<String> = options
+            .get("topic")
+            .or_else(|| options.get("topics"))
+            .ok_or("the `kafka` connector needs `topic = 'NAME'`")?
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if topics.is_empty() {
+            return Err("the `kafka` connector needs `topic = 'NAME'`".into());
+        }
+        let until_end = match options.get("until").map(|u| u.to_ascii_lowercase()) {
+            None => false,
+            Some(u) if u == "end" => true,
+            Some(u) => return Err(format!("until `{u}`: the only value is `end`")),
+        };
+        if until_end && topics.len() > 1 {
+            return Err("until = 'end' reads one topic".into());
+        }
+        let max_message_bytes = match options.get("max_message_bytes") {
+            None => DEFAULT_MAX_MESSAGE_BYTES,
+            Some(n) => n
+                .parse()
+                .map_err(|_| format!("max_message_bytes `{n}` is not a number of bytes"))?,
+        };
+        Ok(KafkaInput {
+            brokers,
+            topics,
+            group_id: options.get("group_id").cloned(),
+            start: options
+                .get("start")
+                .map_or(Ok(StartPosition::Committed), |s| StartPosition::parse(s))?,
+            format: options
+                .get("format")
+                .map_or(Ok(MessageFormat::Json), |f| MessageFormat::parse(f))?,
+            until_end,
+            max_message_bytes,
+            settings: settings(options, INPUT_OPTIONS)?,
+        })
+    }
+}
+
+impl KafkaOutput {
+    /// From `kafka://HOST:PORT/TOPIC?key=COLUMN` (after `kafka://`).
+    pub fn from_uri(rest: &str) -> Result<Self, String> {
+        let (brokers, topic, mut options) = split_uri(rest)?;
+        options.insert("brokers".into(), brokers);
+        options.insert("topic".into(), topic);
+        Self::from_options(&options)
+    }
+
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, String> {
+        let get = |k: &str| {
+            options
+                .get(k)
+                .cloned()
+                .ok_or_else(|| format!("the `kafka` connector needs `{k} = '...'`"))
+        };
+        if let Some(f) = options.get("format")
+            && !f.eq_ignore_ascii_case("json")
+        {
+            return Err(format!("format `{f}`: a Kafka output writes JSON objects"));
+        }
+        Ok(KafkaOutput {
+            brokers: get("brokers")?,
+            topic: get("topic")?,
+            key: options.get("key").cloned(),
+            settings: settings(options, OUTPUT_OPTIONS)?,
+        })
+    }
+}
+
+/// Whether librdkafka's error means the brokers cannot be reached (it
+/// reconnects by itself: the job waits).
+fn is_outage(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+        )
+    )
+}
+
+/// The connection state shared by a client's callbacks: an outage is logged
+/// once when it starts and once when it ends, not per failed request.
+#[derive(Debug)]
+struct Health {
+    what: String,
+    down: AtomicBool,
+}
+
+impl Health {
+    fn new(what: String) -> Self {
+        Health {
+            what,
+            down: AtomicBool::new(false),
+        }
+    }
+
+    fn failed(&self, error: &KafkaError, reason: &str) {
+        if is_outage(error) {
+            if !self.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{}: cannot reach the Kafka brokers ({reason}); waiting for them",
+                    self.what
+                );
+            }
+        } else {
+            tracing::warn!("{}: {error}: {reason}", self.what);
+        }
+    }
+
+    fn working(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::warn!("{}: the Kafka brokers are back", self.what);
+        }
+    }
+}
+
+fn forward_log(what: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::debug!("{what}: librdkafka {facility}: {message}"),
+        _ => tracing::trace!("{what}: librdkafka {facility}: {message}"),
+    }
+}
+
+/// Encodes a message's place: topic (8 bits), partition (16), offset (40).
+fn encode(topic: usize, partition: i32, offset: i64) -> u64 {
+    ((topic as u64 & 0xff) << 56)
+        | ((partition as u64 & 0xffff) << 40)
+        | (offset as u64 & 0xff_ffff_ffff)
+}
+
+fn decode_position(position: u64) -> (usize, i32, i64) {
+    (
+        (position >> 56) as usize,
+        ((position >> 40) & 0xffff) as i32,
+        (position & 0xff_ffff_ffff) as i64,
+    )
+}
+
+/// Partition -> the offset of the next message to read.
+type Positions = HashMap<(String, i32), i64>;
+
+/// What the consumer's callbacks and the committer share.
+#[derive(Debug)]
+struct ConsumerState {
+    start: StartPosition,
+    /// Partitions assigned to this process so far: the start position
+    /// applies only the first time.
+    seen: BTreeSet<(String, i32)>,
+    assigned: BTreeSet<(String, i32)>,
+    /// Partitions read to their end, since their last message.
+    at_end: HashSet<i32>,
+    /// Read positions after each batch (by mark), not yet committed.
+    marks: VecDeque<(u64, Positions)>,
+}
+
+#[derive(Debug)]
+struct ConsumerCtx {
+    health: Health,
+    state: Mutex<ConsumerState>,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(&self.health.what, level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news for `poll`, not a problem.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            self.health.failed(&error, reason);
+        }
+    }
+}
+
+impl ConsumerCtx {
+    /// Sets the start position of partitions assigned for the first time.
+    fn place(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let start = state.start;
+        let fresh: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .filter(|p| !state.seen.contains(p))
+            .collect();
+        for p in &fresh {
+            state.seen.insert(p.clone());
+        }
+        let offset = match start {
+            StartPosition::Committed => return,
+            StartPosition::Earliest => Offset::Beginning,
+            StartPosition::Latest => Offset::End,
+            StartPosition::Time(ms) => Offset::Offset(ms),
+        };
+        let mut wanted = TopicPartitionList::new();
+        for (topic, partition) in &fresh {
+            let _ = wanted.add_partition_offset(topic, *partition, offset);
+        }
+        if let StartPosition::Time(_) = start {
+            match consumer.offsets_for_times(wanted.clone(), Duration::from_secs(30)) {
+                Ok(found) => wanted = found,
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot find the offsets of the start time ({e}); starting from the committed offsets",
+                        self.health.what
+                    );
+                    return;
+                }
+            }
+        }
+        for e in wanted.elements() {
+            if let Err(err) = tpl.set_partition_offset(e.topic(), e.partition(), e.offset()) {
+                tracing::warn!(
+                    "{}: cannot set the start of {}/{}: {err}",
+                    self.health.what,
+                    e.topic(),
+                    e.partition()
+                );
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.place(consumer, tpl);
+                if let Ok(mut state) = self.state.lock() {
+                    if !cooperative {
+                        state.assigned.clear();
+                    }
+                    state.assigned.extend(parts.iter().cloned());
+                }
+                tracing::info!("{}: assigned {parts:?}", self.health.what);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Positions of partitions now another consumer's are not
+                // ours to commit.
+                if let Ok(mut state) = self.state.lock() {
+                    for p in &parts {
+                        state.assigned.remove(p);
+                        state.at_end.remove(&p.1);
+                    }
+                    for (_, positions) in state.marks.iter_mut() {
+                        positions.retain(|p, _| !parts.contains(p));
+                    }
+                }
+                tracing::info!("{}: revoked {parts:?}", self.health.what);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!("{}: rebalance failed: {other:?}", self.health.what);
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!("{}: cannot take the assignment: {e}", self.health.what);
+        }
+    }
+}
+
+/// How long a batch waits for more messages once it has one.
+const LINGER: Duration = Duration::from_millis(20);
+/// How long a read waits when no message comes (then it reports the
+/// arrival clock, for idle inputs' watermarks).
+const IDLE: Duration = Duration::from_millis(200);
+/// How many messages schema inference looks at.
+const SAMPLE: usize = 1000;
+
+/// The consumer and what it has read.
+struct Reader {
+    name: String,
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    topics: Arc<Vec<String>>,
+    until_end: bool,
+    /// The next offset of each partition read so far.
+    positions: Positions,
+    next_mark: u64,
+    bytes: u64,
+}
+
+/// Reads a Kafka input.
+pub struct KafkaSource {
+    reader: Reader,
+    decoder: MessageDecoder,
+    batch_size: usize,
+    /// Messages read before the decoder existed (the inference sample).
+    early: VecDeque<Received>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.reader.name)
+            .field("topics", &self.reader.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// What one poll gave.
+enum Polled {
+    Message(Received, (String, i32, i64)),
+    Nothing,
+    AtEnd,
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and subscribes; without a declared schema,
+    /// waits for the first messages to learn the columns from.
+    pub fn open(
+        name: &str,
+        input: &KafkaInput,
+        schema: Option<SchemaRef>,
+        batch_size: usize,
+        columns: Option<&BTreeSet<String>>,
+    ) -> Result<Self, EngineError> {
+        let error = |message: String| EngineError::Source {
+            input: name.to_string(),
+            message,
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &input.brokers)
+            .set(
+                "group.id",
+                input
+                    .group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("iotql-{name}")),
+            )
+            .set("client.id", format!("iotql-{name}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("allow.auto.create.topics", "true")
+            .set("session.timeout.ms", "10000");
+        for (k, v) in &input.settings {
+            config.set(k, v);
+        }
+        let ctx = ConsumerCtx {
+            health: Health::new(format!("input `{name}`")),
+            state: Mutex::new(ConsumerState {
+                start: input.start,
+                seen: BTreeSet::new(),
+                assigned: BTreeSet::new(),
+                at_end: HashSet::new(),
+                marks: VecDeque::new(),
+            }),
+        };
+        let consumer: BaseConsumer<ConsumerCtx> = config
+            .create_with_context(ctx)
+            .map_err(|e| error(format!("cannot create the Kafka consumer: {e}")))?;
+        let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| error(format!("cannot subscribe to {topics:?}: {e}")))?;
+        let consumer = Arc::new(consumer);
+        let topic_names = Arc::new(input.topics.clone());
+        let describe_topics = topic_names.clone();
+        let describe: crate::message::Describe = Arc::new(move |p| {
+            let (t, partition, offset) = decode_position(p);
+            let topic = describe_topics.get(t).map_or("?", String::as_str);
+            format!("topic {topic} partition {partition} offset {offset}")
+        });
+        let mut reader = Reader {
+            name: name.to_string(),
+            consumer,
+            topics: topic_names,
+            until_end: input.until_end,
+            positions: HashMap::new(),
+            next_mark: 1,
+            bytes: 0,
+        };
+        let early = if schema.is_none() && input.format == MessageFormat::Json {
+            reader.sample()?
+        } else {
+            VecDeque::new()
+        };
+        let sample: Vec<Received> = early.iter().cloned().collect();
+        let decoder = MessageDecoder::new(
+            DecoderConfig {
+                input: name,
+                format: input.format,
+                schema,
+                columns,
+                max_bytes: input.max_message_bytes,
+                topic_column: None,
+                describe,
+            },
+            &sample,
+        )
+        .map_err(error)?;
+        Ok(KafkaSource {
+            reader,
+            decoder,
+            batch_size: batch_size.max(1),
+            early,
+        })
+    }
+}
+
+impl Reader {
+    /// Reads the first messages, to infer the columns from.
+    fn sample(&mut self) -> Result<VecDeque<Received>, EngineError> {
+        let started = Instant::now();
+        let mut told = false;
+        let mut first: Option<Instant> = None;
+        let mut early = VecDeque::new();
+        while early.len() < SAMPLE {
+            if first.is_some_and(|f| f.elapsed() > Duration::from_secs(1)) {
+                break;
+            }
+            match self.poll(IDLE)? {
+                Polled::Message(m, place) => {
+                    first.get_or_insert_with(Instant::now);
+                    self.advance(place);
+                    early.push_back(m);
+                }
+                Polled::AtEnd if early.is_empty() => {
+                    return Err(EngineError::Source {
+                        input: self.name.clone(),
+                        message: format!(
+                            "topic {} has no messages to learn the columns from: declare the input's schema = 'name type, ...'",
+                            self.topics.join(", ")
+                        ),
+                    });
+                }
+                Polled::AtEnd => break,
+                Polled::Nothing => {}
+            }
+            if !told && first.is_none() && started.elapsed() > Duration::from_secs(5) {
+                told = true;
+                tracing::warn!(
+                    "input `{}`: waiting for the first messages of {} to learn the columns from (or declare schema = '...')",
+                    self.name,
+                    self.topics.join(", ")
+                );
+            }
+        }
+        Ok(early)
+    }
+
+    /// One poll of the consumer.
+    fn poll(&mut self, timeout: Duration) -> Result<Polled, EngineError> {
+        match self.consumer.poll(timeout) {
+            None => Ok(if self.read_to_end() {
+                Polled::AtEnd
+            } else {
+                Polled::Nothing
+            }),
+            Some(Ok(m)) => {
+                self.consumer.context().health.working();
+                let topic = self.topics.iter().position(|t| t == m.topic()).unwrap_or(0);
+                let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                self.bytes += payload.len() as u64;
+                let arrival = m
+                    .timestamp()
+                    .to_millis()
+                    .map_or_else(now_micros, |ms| ms.saturating_mul(1000));
+                if let Ok(mut state) = self.consumer.context().state.lock() {
+                    state.at_end.remove(&m.partition());
+                }
+                Ok(Polled::Message(
+                    Received {
+                        payload,
+                        position: encode(topic, m.partition(), m.offset()),
+                        arrival,
+                        topic: None,
+                    },
+                    (m.topic().to_string(), m.partition(), m.offset()),
+                ))
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Ok(mut state) = self.consumer.context().state.lock() {
+                    state.at_end.insert(p);
+                }
+                Ok(if self.read_to_end() {
+                    Polled::AtEnd
+                } else {
+                    Polled::Nothing
+                })
+            }
+            Some(Err(e)) if is_outage(&e) => {
+                self.consumer.context().health.failed(&e, "while reading");
+                Ok(Polled::Nothing)
+            }
+            Some(Err(e)) => match e.rdkafka_error_code() {
+                Some(
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+                ) => {
+                    self.consumer
+                        .context()
+                        .health
+                        .failed(&e, "the topic does not exist yet");
+                    Ok(Polled::Nothing)
+                }
+                _ => Err(EngineError::Source {
+                    input: self.name.clone(),
+                    message: format!("Kafka: {e}"),
+                }),
+            },
+        }
+    }
+
+    /// Whether `until = 'end'` is set and every assigned partition is read to its end.
+    fn read_to_end(&self) -> bool {
+        if !self.until_end {
+            return false;
+        }
+        self.consumer.context().state.lock().is_ok_and(|s| {
+            !s.assigned.is_empty() && s.assigned.iter().all(|(_, p)| s.at_end.contains(p))
+        })
+    }
+
+    fn advance(&mut self, (topic, partition, offset): (String, i32, i64)) {
+        let next = self.positions.entry((topic, partition)).or_insert(0);
+        *next = (*next).max(offset + 1);
+    }
+
+    /// Records the positions read so far under a new mark.
+    fn mark(&mut self) -> u64 {
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        if let Ok(mut state) = self.consumer.context().state.lock() {
+            let assigned = &state.assigned;
+            let positions: Positions = self
+                .positions
+                .iter()
+                .filter(|(p, _)| assigned.contains(*p))
+                .map(|(p, o)| (p.clone(), *o))
+                .collect();
+            state.marks.push_back((mark, positions));
+        }
+        mark
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.decoder.schema()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
+        let mut messages: Vec<Received> = Vec::new();
+        while messages.len() < self.batch_size {
+            let Some(m) = self.early.pop_front() else {
+                break;
+            };
+            messages.push(m);
+        }
+        let mut ended = false;
+        let deadline = Instant::now() + IDLE;
+        let mut linger: Option<Instant> = None;
+        while messages.len() < self.batch_size {
+            let now = Instant::now();
+            let until = linger.unwrap_or(deadline);
+            if now >= until {
+                break;
+            }
+            match self.reader.poll(until - now)? {
+                Polled::Message(m, place) => {
+                    self.reader.advance(place);
+                    messages.push(m);
+                    linger.get_or_insert(now + LINGER);
+                }
+                Polled::Nothing => {}
+                Polled::AtEnd => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended && messages.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = if messages.is_empty() {
+            SourceBatch::default()
+        } else {
+            self.decoder
+                .decode(&messages)
+                .map_err(|message| EngineError::Source {
+                    input: self.reader.name.clone(),
+                    message,
+                })?
+        };
+        // The arrival clock: the latest message timestamp, or now when idle.
+        batch.arrival = Some(EventTime(
+            batch.arrival.map_or_else(now_micros, |a| a.0.max(0)),
+        ));
+        if !messages.is_empty() {
+            batch.mark = self.reader.mark();
+        }
+        Ok(Some(batch))
+    }
+
+    fn progress(&self) -> (u64, Option<u64>) {
+        (self.reader.bytes, None)
+    }
+
+    fn committer(&self) -> Option<Box<dyn Committer>> {
+        Some(Box::new(KafkaCommitter {
+            consumer: self.reader.consumer.clone(),
+            topics: self.reader.topics.clone(),
+        }))
+    }
+}
+
+/// Commits a Kafka source's offsets from the runner's thread.
+struct KafkaCommitter {
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    topics: Arc<Vec<String>>,
+}
+
+impl Committer for KafkaCommitter {
+    fn commit(&mut self, mark: u64) -> Result<(), EngineError> {
+        let positions = {
+            let Ok(mut state) = self.consumer.context().state.lock() else {
+                return Ok(());
+            };
+            let mut latest = None;
+            while state.marks.front().is_some_and(|(m, _)| *m <= mark) {
+                latest = state.marks.pop_front().map(|(_, p)| p);
+            }
+            match latest {
+                Some(p) => p,
+                None => return Ok(()),
+            }
+        };
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &positions {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            // A commit that cannot reach the brokers is retried with the
+            // next one; the offsets are only ever behind, never lost.
+            Err(e) => {
+                self.consumer
+                    .context()
+                    .health
+                    .failed(&e, "while committing offsets");
+                Ok(())
+            }
+        }
+    }
+
+    fn describe(&self, position: u64) -> String {
+        let (t, partition, offset) = decode_position(position);
+        let topic = self.topics.get(t).map_or("?", String::as_str);
+        format!("topic {topic} partition {partition} offset {offset}")
+    }
+}
+
+/// The producer's context: delivery failures are kept, so that the next
+/// write or flush fails instead of a row being dropped.
+struct ProducerCtx {
+    health: Health,
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(&self.health.what, level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.health.failed(&error, reason);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.health.working(),
+            Err((e, _)) => {
+                if let Ok(mut failure) = self.failure.lock() {
+                    failure.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Writes rows to a Kafka topic as JSON objects.
+pub struct KafkaSink {
+    name: String,
+    output: KafkaOutput,
+    producer: Option<BaseProducer<ProducerCtx>>,
+    key: Option<usize>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("name", &self.name)
+            .field("topic", &self.output.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a flush waits between reports while the brokers do not answer.
+const FLUSH_REPORT: Duration = Duration::from_secs(30);
+
+impl KafkaSink {
+    pub fn new(name: &str, output: KafkaOutput) -> Self {
+        KafkaSink {
+            name: name.to_string(),
+            output,
+            producer: None,
+            key: None,
+        }
+    }
+
+    fn error(&self, message: impl ToString) -> EngineError {
+        EngineError::Sink {
+            output: self.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn producer(&self) -> Result<&BaseProducer<ProducerCtx>, EngineError> {
+        let producer = self
+            .producer
+            .as_ref()
+            .ok_or_else(|| self.error("written before it was started"))?;
+        if let Some(failure) = producer
+            .context()
+            .failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+        {
+            return Err(self.error(format!("a message could not be delivered: {failure}")));
+        }
+        Ok(producer)
+    }
+
+    /// Sends one message, waiting while librdkafka's queue is full.
+    fn send(&self, key: Option<&[u8]>, payload: &[u8]) -> Result<(), EngineError> {
+        let producer = self.producer()?;
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.output.topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => {
+                    producer.poll(Duration::ZERO);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // Backpressure: wait for deliveries to free the queue.
+                    record = r;
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(self.error(format!("cannot send: {e}"))),
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
+        self.key = match &self.output.key {
+            None => None,
+            Some(k) => Some(
+                schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(k))
+                    .ok_or_else(|| {
+                        self.error(format!(
+                            "key `{k}` is not a column of the output (its columns: {})",
+                            schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?,
+            ),
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.output.brokers)
+            .set("client.id", format!("iotql-{}", self.name))
+            .set("enable.idempotence", "true")
+            // Never give up on a message: an outage makes the job wait.
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5");
+        for (k, v) in &self.output.settings {
+            config.set(k, v);
+        }
+        let ctx = ProducerCtx {
+            health: Health::new(format!("output `{}`", self.name)),
+            failure: Mutex::new(None),
+        };
+        self.producer = Some(
+            config
+                .create_with_context(ctx)
+                .map_err(|e| self.error(format!("cannot create the Kafka producer: {e}")))?,
+        );
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let lines = crate::file::jsonl::json_lines(batch).map_err(|e| self.error(e))?;
+        let keys: Option<Vec<Option<String>>> = match self.key {
+            None => None,
+            Some(i) => {
+                let column = batch.column(i);
+                Some(
+                    (0..batch.num_rows())
+                        .map(|r| {
+                            (!column.is_null(r))
+                                .then(|| array_value_to_string(column, r).ok())
+                                .flatten()
+                        })
+                        .collect(),
+                )
+            }
+        };
+        for (row, line) in lines
+            .split(|&b| b == b'\n')
+            .take(batch.num_rows())
+            .enumerate()
+        {
+            let key = keys
+                .as_ref()
+                .and_then(|k| k[row].as_deref())
+                .map(str::as_bytes);
+            self.send(key, line)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        if self.producer.is_none() {
+            // Finished: everything was flushed then.
+            return Ok(());
+        }
+        let producer = self.producer()?;
+        let started = Instant::now();
+        loop {
+            match producer.flush(FLUSH_REPORT) {
+                Ok(()) => break,
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                    tracing::warn!(
+                        "output `{}`: {} messages not yet acknowledged after {:?}; still waiting for the brokers",
+                        self.name,
+                        producer.in_flight_count(),
+                        started.elapsed()
+                    );
+                }
+                Err(e) => return Err(self.error(format!("flush: {e}"))),
+            }
+        }
+        // A delivery that failed while flushing.
+        self.producer().map(|_| ())
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        if self.producer.is_some() {
+            self.flush()?;
+        }
+        self.producer = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_and_options() {
+        let input = KafkaInput::from_uri(
+            "127.0.0.1:9092/readings?group_id=g1&start=earliest&until=end&session.timeout.ms=6000",
+        )
+        .expect("uri");
+        assert_eq!(input.brokers, "127.0.0.1:9092");
+        assert_eq!(input.topics, vec!["readings"]);
+        assert_eq!(input.group_id.as_deref(), Some("g1"));
+        assert_eq!(input.start, StartPosition::Earliest);
+        assert!(input.until_end);
+        assert_eq!(
+            input.settings.get("session.timeout.ms").map(String::as_str),
+            Some("6000")
+        );
+        let input = KafkaInput::from_uri("a:1,b:2/t1,t2?start=2026-01-01T00:00:00Z").expect("uri");
+        assert_eq!(input.topics, vec!["t1", "t2"]);
+        assert_eq!(input.start, StartPosition::Time(1_767_225_600_000));
+        assert!(
+            KafkaInput::from_uri("a:1/t?grup=x")
+                .unwrap_err()
+                .contains("unknown Kafka option `grup`")
+        );
+        assert!(KafkaInput::from_uri("a:1").is_err());
+        assert!(KafkaInput::from_uri("a:1/t1,t2?until=end").is_err());
+        assert!(KafkaInput::from_uri("a:1/t?start=yesterday").is_err());
+        let output =
+            KafkaOutput::from_uri("h:9/alerts?key=device_id&compression.type=zstd").expect("uri");
+        assert_eq!(output.key.as_deref(), Some("device_id"));
+        assert_eq!(
+            output.settings.get("compression.type").map(String::as_str),
+            Some("zstd")
+        );
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        for (t, p, o) in [
+            (0, 0, 0),
+            (3, 17, 123_456_789),
+            (255, 65_535, (1 << 40) - 1),
+        ] {
+            assert_eq!(decode_position(encode(t, p, o)), (t, p, o));
+        }
+    }
+}
