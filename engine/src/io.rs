@@ -23,6 +23,22 @@ pub trait Sink: Send {
     /// rather than dropping them.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError>;
 
+    /// Writes one message that is not a row (the simulator's malformed
+    /// events), as is, in order with the rows written before and after it.
+    /// Outputs that hold only rows (the default) refuse it.
+    fn write_raw(&mut self, _payload: &[u8]) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(
+            "this output takes only rows, not raw (malformed) messages".into(),
+        ))
+    }
+
+    /// Hands what has been written so far on to the file or system (a
+    /// paced producer calls it so that readers see events as they come).
+    /// Outputs that do not buffer do nothing (the default).
+    fn flush(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The output is complete: flush and close.
     fn finish(&mut self) -> Result<(), EngineError>;
 }
