@@ -1,6 +1,6 @@
 //! The device simulator behind `iotql simulate`: a fleet of sites × zones ×
 //! devices that report temperature, humidity, CO2, occupancy and battery
-//! every interval of event time (see [`model`] for the physics), with
+//! every interval of event time (`model.rs` holds the physics), with
 //! anomalies and switchable faults: duplicates, out-of-order and malformed
 //! messages.
 //!
@@ -20,7 +20,7 @@
 //! a share changes only what it governs.
 
 mod fault;
-pub mod model;
+mod model;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
