@@ -8,6 +8,7 @@ mod explain;
 mod job;
 mod reference;
 mod run;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -105,11 +106,66 @@ enum Command {
         #[arg(long = "input", value_parser = parse_binding)]
         inputs: Vec<Binding>,
     },
-    /// Play a fleet of simulated devices into a sink.
+    /// Play a fleet of simulated devices into an output: readings with daily
+    /// cycles, anomalies, draining batteries, and switchable faults.
     Simulate {
-        /// Where the readings go (a URI).
+        /// Sites in the fleet.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        sites: u32,
+        /// Zones per site.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        zones: u32,
+        /// Devices per zone.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        devices: u32,
+        /// Events per second (wall clock), or `max` for as fast as the output
+        /// takes them [default: 100].
+        #[arg(long, value_parser = simulate::parse_rate, conflicts_with = "replay_speed")]
+        rate: Option<simulate::Pace>,
+        /// Pace by event time instead: it advances X times faster than the
+        /// wall clock (1 = real time).
+        #[arg(long, value_parser = simulate::parse_speed)]
+        replay_speed: Option<f64>,
+        /// How much event time to play (e.g. 1h, 7d).
+        #[arg(long, value_parser = iotql_engine::time::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Stop after this many events. Without --count or --duration, play
+        /// until Ctrl+C.
         #[arg(long)]
-        to: Option<String>,
+        count: Option<u64>,
+        /// The seed: the same seed and options give the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The event time of the first readings, RFC 3339 [default: now, to the second].
+        #[arg(long, value_parser = simulate::parse_start)]
+        start: Option<iotql_engine::time::EventTime>,
+        /// Event time between two readings of a device.
+        #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "10s")]
+        interval: std::time::Duration,
+        /// Share of readings in an anomaly (over-temperature, CO2 spike).
+        #[arg(long, value_parser = simulate::parse_share, default_value = "0.01")]
+        anomalies: f64,
+        /// Share of readings sent twice.
+        #[arg(long, value_parser = simulate::parse_share, default_value = "0.001")]
+        duplicates: f64,
+        /// Share of readings sent late, after newer ones.
+        #[arg(long, value_parser = simulate::parse_share, default_value = "0.005")]
+        out_of_order: f64,
+        /// Share of readings sent as malformed messages.
+        #[arg(long, value_parser = simulate::parse_share, default_value = "0.001")]
+        malformed: f64,
+        /// Batteries keep their charge (no device goes silent).
+        #[arg(long)]
+        no_battery_drain: bool,
+        /// The most events per write.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Where the events go: csv:PATH, jsonl:PATH (`-` = stdout), stdout.
+        #[arg(long)]
+        to: String,
+        /// No summary.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Run the jobs of a folder with the dashboard and API.
     Serve {
@@ -170,7 +226,51 @@ fn main() -> ExitCode {
         Command::Explain { file } => explain::run(&file),
         Command::Test { .. } => not_built("test", "the repl/test issue"),
         Command::Repl { .. } => not_built("repl", "the repl/test issue"),
-        Command::Simulate { .. } => not_built("simulate", "the Kafka/MQTT/simulator issue"),
+        Command::Simulate {
+            sites,
+            zones,
+            devices,
+            rate,
+            replay_speed,
+            duration,
+            count,
+            seed,
+            start,
+            interval,
+            anomalies,
+            duplicates,
+            out_of_order,
+            malformed,
+            no_battery_drain,
+            batch,
+            to,
+            quiet,
+        } => simulate::run(simulate::SimulateOptions {
+            fleet: iotql_connectors::sim::FleetConfig {
+                sites: sites as usize,
+                zones_per_site: zones as usize,
+                devices_per_zone: devices as usize,
+                interval,
+                start: start.unwrap_or_else(simulate::now),
+                duration,
+                seed,
+                anomalies,
+                duplicates,
+                out_of_order,
+                malformed,
+                battery_drain: !no_battery_drain,
+                ..Default::default()
+            },
+            pace: match (rate, replay_speed) {
+                (_, Some(x)) => simulate::Pace::Replay(x),
+                (Some(r), None) => r,
+                (None, None) => simulate::Pace::Rate(100.0),
+            },
+            count,
+            batch: usize::try_from(batch).unwrap_or(usize::MAX),
+            to,
+            quiet,
+        }),
         Command::Serve { .. } => not_built("serve", "the dashboard issue"),
     }
 }

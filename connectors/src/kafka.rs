@@ -1058,6 +1058,12 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    /// A message that is not a row (the simulator's malformed events),
+    /// sent as it is, without a key.
+    fn write_raw(&mut self, payload: &[u8]) -> Result<(), EngineError> {
+        self.send(None, payload)
+    }
+
     fn flush(&mut self) -> Result<(), EngineError> {
         if self.producer.is_none() {
             // Finished: everything was flushed then.

@@ -20,6 +20,10 @@ pub enum EngineError {
     /// A source could not be read (an external system or the user must act).
     #[error("input `{input}`: {message}")]
     Source { input: String, message: String },
+    /// A connector was asked for something it cannot do (the user must
+    /// choose another connector or option).
+    #[error("{0}")]
+    Unsupported(String),
     /// A checkpoint could not be restored.
     #[error("state: {0}")]
     State(String),

@@ -23,9 +23,20 @@ pub trait Sink: Send {
     /// rather than dropping them.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError>;
 
-    /// Makes every row written so far durable (written to the file, acknowledged
-    /// by the broker), so that the input positions they came from can be
-    /// committed.
+    /// Writes one message that is not a row (the simulator's malformed
+    /// events), as is, in order with the rows written before and after it.
+    /// Outputs that hold only rows (the default) refuse it.
+    fn write_raw(&mut self, _payload: &[u8]) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(
+            "this output takes only rows, not raw (malformed) messages".into(),
+        ))
+    }
+
+    /// Hands what has been written so far on to the file or system and
+    /// makes it durable (written to the file, acknowledged by the broker), so
+    /// that the input positions the rows came from can be committed; a paced
+    /// producer calls it so that readers see events as they come. Outputs
+    /// that do not buffer do nothing (the default).
     fn flush(&mut self) -> Result<(), EngineError> {
         Ok(())
     }

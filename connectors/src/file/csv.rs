@@ -206,11 +206,15 @@ pub fn open_source(
 }
 
 /// Writes rows as CSV: a header row of the column names, datetimes as
-/// RFC 3339 UTC with milliseconds, NULL as an empty field.
+/// RFC 3339 UTC with milliseconds, NULL as an empty field. Raw messages
+/// ([`Sink::write_raw`]) are written as lines of their own, between the rows.
 pub struct CsvSink {
     name: String,
     target: OutputTarget,
-    writer: Option<iotql_engine::arrow::csv::Writer<BufWriter<Box<dyn Write + Send>>>>,
+    /// The file; each write encodes its rows into it with an arrow CSV
+    /// writer of its own (which writes out every row it is given), so raw
+    /// lines can go through the same buffer in order.
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
 }
 
 impl CsvSink {
@@ -218,7 +222,7 @@ impl CsvSink {
         CsvSink {
             name: name.to_string(),
             target,
-            writer: None,
+            out: None,
         }
     }
 
@@ -228,56 +232,57 @@ impl CsvSink {
             message: message.to_string(),
         }
     }
+
+    /// Encodes `batch` (nested values as JSON text) into the file, with the
+    /// header row first when `header`.
+    fn encode(&mut self, batch: &RecordBatch, header: bool) -> Result<(), EngineError> {
+        let batch = super::nested_as_json(batch).map_err(|e| self.error(e))?;
+        let Some(out) = self.out.as_mut() else {
+            return Err(self.error("written before it was started"));
+        };
+        let written = WriterBuilder::new()
+            .with_header(header)
+            .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
+            .with_timestamp_format(TIMESTAMP_FORMAT.into())
+            .build(out)
+            .write(&batch);
+        written.map_err(|e| self.error(e))
+    }
 }
 
 impl Sink for CsvSink {
     fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
         let out = self.target.create().map_err(|e| self.error(e))?;
-        let mut writer = csv_writer(BufWriter::with_capacity(1 << 16, out), true);
+        self.out = Some(BufWriter::with_capacity(1 << 16, out));
         // The header, even if no row ever comes.
-        let empty = super::nested_as_json(&RecordBatch::new_empty(schema.clone()))
-            .map_err(|e| self.error(e))?;
-        writer.write(&empty).map_err(|e| self.error(e))?;
-        self.writer = Some(writer);
-        Ok(())
+        self.encode(&RecordBatch::new_empty(schema.clone()), true)
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
-        let batch = super::nested_as_json(batch).map_err(|e| self.error(e))?;
-        match self.writer.as_mut() {
-            Some(w) => w.write(&batch).map_err(|e| EngineError::Sink {
-                output: self.name.clone(),
-                message: e.to_string(),
-            }),
-            None => Err(self.error("written before it was started")),
-        }
+        self.encode(batch, false)
+    }
+
+    fn write_raw(&mut self, payload: &[u8]) -> Result<(), EngineError> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(self.error("written before it was started"));
+        };
+        let written = out.write_all(payload).and_then(|()| out.write_all(b"\n"));
+        written.map_err(|e| self.error(e))
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
-        // arrow's CSV writer buffers inside: take it apart to reach the file.
-        if let Some(w) = self.writer.take() {
-            let mut inner = w.into_inner();
-            inner.flush().map_err(|e| self.error(e))?;
-            self.writer = Some(csv_writer(inner, false));
+        match self.out.as_mut() {
+            Some(out) => out.flush().map_err(|e| self.error(e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), EngineError> {
-        if let Some(w) = self.writer.take() {
-            let mut inner = w.into_inner();
-            inner.flush().map_err(|e| self.error(e))?;
+        if let Some(mut out) = self.out.take() {
+            out.flush().map_err(|e| self.error(e))?;
         }
         Ok(())
     }
-}
-
-fn csv_writer<W: Write>(out: W, header: bool) -> iotql_engine::arrow::csv::Writer<W> {
-    WriterBuilder::new()
-        .with_header(header)
-        .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
-        .with_timestamp_format(TIMESTAMP_FORMAT.into())
-        .build(out)
 }
 
 impl std::fmt::Debug for CsvSink {

@@ -231,12 +231,21 @@ impl Sink for JsonLinesSink {
         }
     }
 
+    /// Writes `payload` and a newline through the same buffer as the rows
+    /// (the JSON-lines writer has written every row it was given), so the
+    /// order of rows and raw lines is kept.
+    fn write_raw(&mut self, payload: &[u8]) -> Result<(), EngineError> {
+        let w = match self.writer.as_mut() {
+            Some(w) => w.get_mut(),
+            None => return Err(self.error("written before it was started")),
+        };
+        let written = w.write_all(payload).and_then(|()| w.write_all(b"\n"));
+        written.map_err(|e| self.error(e))
+    }
+
     fn flush(&mut self) -> Result<(), EngineError> {
         match self.writer.as_mut() {
-            Some(w) => w.get_mut().flush().map_err(|e| EngineError::Sink {
-                output: self.name.clone(),
-                message: e.to_string(),
-            }),
+            Some(w) => w.get_mut().flush().map_err(|e| self.error(e)),
             None => Ok(()),
         }
     }
