@@ -410,6 +410,11 @@ fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
         match read {
             Ok(Some(batch)) => {
                 let mut letters = batch.dead_letters;
+                if let Some(partitions) = &batch.partitions {
+                    p.dataflow
+                        .set_partitions(&p.names[i], partitions)
+                        .map_err(|e| e.to_string())?;
+                }
                 if let Some(b) = batch.batch {
                     events += b.num_rows() as u64;
                     p.dataflow.push(&p.names[i], b).map_err(|e| e.to_string())?;

@@ -316,6 +316,11 @@ fn encode(topic: usize, partition: i32, offset: i64) -> u64 {
         | (offset as u64 & 0xff_ffff_ffff)
 }
 
+/// A partition's id in the partition column: topic index and partition.
+fn partition_id(topic: usize, partition: i32) -> u64 {
+    ((topic as u64) << 32) | (partition as u32 as u64)
+}
+
 fn decode_position(position: u64) -> (usize, i32, i64) {
     (
         (position >> 56) as usize,
@@ -335,8 +340,12 @@ struct ConsumerState {
     /// applies only the first time.
     seen: BTreeSet<(String, i32)>,
     assigned: BTreeSet<(String, i32)>,
+    /// Bumped at every change of `assigned`.
+    assignment: u64,
     /// Partitions read to their end, since their last message.
     at_end: HashSet<i32>,
+    /// The next offset of each partition this process has read.
+    read: Positions,
     /// Read positions after each batch (by mark), not yet committed.
     marks: VecDeque<(u64, Positions)>,
 }
@@ -361,12 +370,33 @@ impl ClientContext for ConsumerCtx {
 }
 
 impl ConsumerCtx {
-    /// Sets the start position of partitions assigned for the first time.
+    /// Sets where the assigned partitions start: a partition this process
+    /// has read before resumes where it stopped (its events are in the
+    /// dataflow's state, even when a commit was lost to an outage; a broker
+    /// that lost the data answers out of range and librdkafka starts from
+    /// the earliest); a partition seen for the first time starts at the
+    /// input's start position.
     fn place(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
         let start = state.start;
+        let resumed: Vec<(String, i32, i64)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let p = (e.topic().to_string(), e.partition());
+                state.read.get(&p).map(|&next| (p.0, p.1, next))
+            })
+            .collect();
+        for (topic, partition, next) in resumed {
+            if let Err(err) = tpl.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                tracing::warn!(
+                    "{}: cannot resume {topic}/{partition}: {err}",
+                    self.health.what
+                );
+            }
+        }
         let fresh: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -435,6 +465,7 @@ impl ConsumerContext for ConsumerCtx {
                         state.assigned.clear();
                     }
                     state.assigned.extend(parts.iter().cloned());
+                    state.assignment += 1;
                 }
                 tracing::info!("{}: assigned {parts:?}", self.health.what);
                 if cooperative {
@@ -447,6 +478,7 @@ impl ConsumerContext for ConsumerCtx {
                 // Positions of partitions now another consumer's are not
                 // ours to commit.
                 if let Ok(mut state) = self.state.lock() {
+                    state.assignment += 1;
                     for p in &parts {
                         state.assigned.remove(p);
                         state.at_end.remove(&p.1);
@@ -488,9 +520,10 @@ struct Reader {
     topics: Arc<Vec<String>>,
     until_end: bool,
     /// The next offset of each partition read so far.
-    positions: Positions,
     next_mark: u64,
     bytes: u64,
+    /// The assignment last told to the dataflow.
+    told: u64,
 }
 
 /// Reads a Kafka input.
@@ -561,6 +594,8 @@ impl KafkaSource {
                 start: input.start,
                 seen: BTreeSet::new(),
                 assigned: BTreeSet::new(),
+                assignment: 0,
+                read: HashMap::new(),
                 at_end: HashSet::new(),
                 marks: VecDeque::new(),
             }),
@@ -585,9 +620,9 @@ impl KafkaSource {
             consumer,
             topics: topic_names,
             until_end: input.until_end,
-            positions: HashMap::new(),
             next_mark: 1,
             bytes: 0,
+            told: 0,
         };
         let early = if schema.is_none() && input.format == MessageFormat::Json {
             reader.sample()?
@@ -603,6 +638,7 @@ impl KafkaSource {
                 columns,
                 max_bytes: input.max_message_bytes,
                 topic_column: None,
+                partitioned: true,
                 describe,
             },
             &sample,
@@ -684,6 +720,7 @@ impl Reader {
                         position: encode(topic, m.partition(), m.offset()),
                         arrival,
                         topic: None,
+                        partition: Some(partition_id(topic, m.partition())),
                     },
                     (m.topic().to_string(), m.partition(), m.offset()),
                 ))
@@ -730,9 +767,30 @@ impl Reader {
         })
     }
 
+    /// The partition ids of the assignment, if it changed since last asked.
+    fn assignment_change(&mut self) -> Option<Vec<u64>> {
+        let state = self.consumer.context().state.lock().ok()?;
+        if state.assignment == self.told {
+            return None;
+        }
+        self.told = state.assignment;
+        Some(
+            state
+                .assigned
+                .iter()
+                .filter_map(|(t, p)| {
+                    let topic = self.topics.iter().position(|n| n == t)?;
+                    Some(partition_id(topic, *p))
+                })
+                .collect(),
+        )
+    }
+
     fn advance(&mut self, (topic, partition, offset): (String, i32, i64)) {
-        let next = self.positions.entry((topic, partition)).or_insert(0);
-        *next = (*next).max(offset + 1);
+        if let Ok(mut state) = self.consumer.context().state.lock() {
+            let next = state.read.entry((topic, partition)).or_insert(0);
+            *next = (*next).max(offset + 1);
+        }
     }
 
     /// Records the positions read so far under a new mark.
@@ -740,11 +798,10 @@ impl Reader {
         let mark = self.next_mark;
         self.next_mark += 1;
         if let Ok(mut state) = self.consumer.context().state.lock() {
-            let assigned = &state.assigned;
-            let positions: Positions = self
-                .positions
+            let positions: Positions = state
+                .read
                 .iter()
-                .filter(|(p, _)| assigned.contains(*p))
+                .filter(|(p, _)| state.assigned.contains(*p))
                 .map(|(p, o)| (p.clone(), *o))
                 .collect();
             state.marks.push_back((mark, positions));
@@ -808,6 +865,7 @@ impl Source for KafkaSource {
         if !messages.is_empty() {
             batch.mark = self.reader.mark();
         }
+        batch.partitions = self.reader.assignment_change();
         Ok(Some(batch))
     }
 
@@ -860,6 +918,9 @@ impl Committer for KafkaCommitter {
                     .context()
                     .health
                     .failed(&e, "while committing offsets");
+                if let Ok(mut state) = self.consumer.context().state.lock() {
+                    state.marks.push_front((mark, positions));
+                }
                 Ok(())
             }
         }

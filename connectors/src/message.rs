@@ -11,7 +11,7 @@ use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUni
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::io::SourceBatch;
 use iotql_engine::operator::DeadLetter;
-use iotql_engine::time::{ARRIVAL_TIME, EventTime, POSITION};
+use iotql_engine::time::{ARRIVAL_TIME, EventTime, PARTITION, POSITION};
 
 use crate::file::chunk::{RecordDecoder, decode_records};
 use crate::file::csv::CsvDecoder;
@@ -51,6 +51,9 @@ pub struct Received {
     pub arrival: i64,
     /// The topic it came on, for a source that shows it as a column (MQTT).
     pub topic: Option<Arc<str>>,
+    /// Its partition, for a partitioned source (Kafka: one event-time clock
+    /// per partition).
+    pub partition: Option<u64>,
 }
 
 /// Turns an encoded position into words, e.g. `topic t partition 3 offset 42`.
@@ -67,6 +70,8 @@ pub struct DecoderConfig<'a> {
     pub max_bytes: usize,
     /// The name of a column holding each message's topic.
     pub topic_column: Option<String>,
+    /// Whether messages carry a partition ([`Received::partition`]).
+    pub partitioned: bool,
     pub describe: Describe,
 }
 
@@ -90,6 +95,7 @@ pub struct MessageDecoder {
     quoted: bool,
     max_bytes: usize,
     topic_column: bool,
+    partitioned: bool,
     describe: Describe,
 }
 
@@ -148,6 +154,9 @@ impl MessageDecoder {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ));
+        if config.partitioned {
+            fields.push(Field::new(PARTITION, DataType::UInt64, false));
+        }
         let schema = Arc::new(Schema::new(fields.clone()));
         fields.push(Field::new(POSITION, DataType::UInt64, false));
         Ok(MessageDecoder {
@@ -159,6 +168,7 @@ impl MessageDecoder {
             quoted: config.format == MessageFormat::Csv,
             max_bytes: config.max_bytes,
             topic_column: config.topic_column.is_some(),
+            partitioned: config.partitioned,
             describe: config.describe,
         })
     }
@@ -225,6 +235,12 @@ impl MessageDecoder {
                     kept.iter().map(|&i| messages[i].arrival),
                 );
                 columns.push(Arc::new(arrivals.with_timezone("UTC")));
+                if self.partitioned {
+                    let partitions = UInt64Array::from_iter_values(
+                        kept.iter().map(|&i| messages[i].partition.unwrap_or(0)),
+                    );
+                    columns.push(Arc::new(partitions));
+                }
                 let positions: UInt64Array = kept.iter().map(|&i| messages[i].position).collect();
                 columns.push(Arc::new(positions));
                 Some(
@@ -240,6 +256,7 @@ impl MessageDecoder {
             dead_letters,
             mark: 0,
             arrival,
+            partitions: None,
         })
     }
 }
@@ -288,6 +305,7 @@ mod tests {
             position,
             arrival: 1_700_000_000_000_000 + position as i64,
             topic: Some(Arc::from(format!("sites/s{position}/telemetry"))),
+            partition: None,
         }
     }
 
@@ -304,6 +322,7 @@ mod tests {
                 columns: None,
                 max_bytes: 64,
                 topic_column: Some("topic".into()),
+                partitioned: false,
                 describe: Arc::new(|p| format!("offset {p}")),
             },
             sample,
@@ -375,6 +394,7 @@ mod tests {
                     columns: None,
                     max_bytes: 64,
                     topic_column: None,
+                    partitioned: false,
                     describe: Arc::new(|p| p.to_string()),
                 },
                 &[],

@@ -549,11 +549,27 @@ impl Dataflow {
     /// watermark advances to `now` minus the late-arrival tolerance even
     /// when no event comes, so that windows close on an idle input.
     pub fn advance_arrival(&mut self, input: &str, now: EventTime) -> Result<(), EngineError> {
+        self.tell_timestamps(input, |op, out| op.on_arrival(now, out))
+    }
+
+    /// The partitions that `input` (a partitioned source) reads are now
+    /// `partitions`: its watermark is the slowest of theirs.
+    pub fn set_partitions(&mut self, input: &str, partitions: &[u64]) -> Result<(), EngineError> {
+        self.tell_timestamps(input, |op, out| op.on_partitions(partitions, out))
+    }
+
+    /// Calls `f` on the TIMESTAMP BY operators of `input` and routes what
+    /// they send.
+    fn tell_timestamps(
+        &mut self,
+        input: &str,
+        f: impl Fn(&mut dyn Operator, &mut Output) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         let scan = self.scan(input)?;
         let mut queue = VecDeque::new();
         for &(stamp, _) in &self.consumers[scan] {
             let mut out = Output::default();
-            self.nodes[stamp].op.on_arrival(now, &mut out)?;
+            f(self.nodes[stamp].op.as_mut(), &mut out)?;
             for message in out.messages {
                 for &(consumer, port) in &self.consumers[stamp] {
                     queue.push_back((consumer, port, message.clone()));

@@ -123,4 +123,7 @@ pub struct SourceBatch {
     /// The time of reading, for a live source (Kafka, MQTT): an input with
     /// no events still advances its watermark with the arrival clock.
     pub arrival: Option<crate::time::EventTime>,
+    /// A partitioned source's partitions (the ids in its partition column),
+    /// sent when they change (a Kafka rebalance).
+    pub partitions: Option<Vec<u64>>,
 }

@@ -17,6 +17,12 @@ pub const POSITION: &str = "__iotql_position";
 /// event arrived (a broker's message timestamp) hands it to TIMESTAMP BY.
 pub const ARRIVAL_TIME: &str = "__iotql_arrival_time";
 
+/// The name of the hidden column in which a partitioned source (Kafka)
+/// hands each event's partition to TIMESTAMP BY, which keeps a clock per
+/// partition: the input's watermark is the minimum over them, so that a
+/// partition read ahead of the others does not make theirs late.
+pub const PARTITION: &str = "__iotql_partition";
+
 /// The name of the hidden column that carries each row's substream (a hash
 /// of its `TIMESTAMP BY ... OVER` key) from the TIMESTAMP BY stage to the
 /// windows, which keep one clock per substream.

@@ -225,6 +225,12 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The partitions a partitioned source (Kafka) reads changed: only
+    /// TIMESTAMP BY acts on it, keeping a clock per partition.
+    fn on_partitions(&mut self, _partitions: &[u64], _out: &mut Output) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The earliest event time whose event may still change a future output
     /// row (an open window, a retained analytic or join row); `None` when
     /// the operator holds no event. Positions of events older than the

@@ -17,7 +17,7 @@
 //! (and no global one until the input ends), with each row's substream in
 //! a hidden column.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +34,7 @@ use super::{DeadLetter, Message, Operator, Output};
 use crate::error::EngineError;
 use crate::plan::{LatePolicy, TimePolicy};
 use crate::time::{
-    ARRIVAL_TIME, EVENT_TIME, EventTime, POSITION, SUBSTREAM, event_time_type, micros_of,
+    ARRIVAL_TIME, EVENT_TIME, EventTime, PARTITION, POSITION, SUBSTREAM, event_time_type, micros_of,
 };
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
@@ -84,6 +84,13 @@ pub struct TimestampOperator {
     position_index: usize,
     max_seen: i64,
     substreams: Option<Substreams>,
+    /// The input column holding each event's partition, for a partitioned
+    /// source (without substreams).
+    partition: Option<usize>,
+    /// Each partition's largest event time (`i64::MIN`: none yet).
+    partitions: BTreeMap<u64, i64>,
+    /// The watermark sent last.
+    emitted: i64,
     /// The input column holding each event's arrival time.
     arrival: Option<usize>,
     stats: Arc<TimestampStats>,
@@ -175,6 +182,10 @@ impl TimestampOperator {
                 max_seen: HashMap::new(),
             })
         };
+        let partition = match substreams {
+            None => input_schema.index_of(PARTITION).ok(),
+            Some(_) => None,
+        };
         Ok(Self {
             input,
             by,
@@ -183,6 +194,9 @@ impl TimestampOperator {
             position_index,
             max_seen: i64::MIN,
             substreams,
+            partition,
+            partitions: BTreeMap::new(),
+            emitted: i64::MIN,
             arrival,
             stats,
         })
@@ -190,6 +204,25 @@ impl TimestampOperator {
 
     pub fn schema(&self) -> SchemaRef {
         self.out_schema.clone()
+    }
+
+    /// Sends the watermark if it advanced: the clock's, or for a partitioned
+    /// source the slowest partition's.
+    fn emit_watermark(&mut self, out: &mut Output) {
+        let wm = match self.partition {
+            Some(_) if !self.partitions.is_empty() => self
+                .partitions
+                .values()
+                .map(|&max| self.watermark(max))
+                .min()
+                .unwrap_or(i64::MIN),
+            _ => self.watermark(self.max_seen),
+        };
+        if wm > self.emitted {
+            self.emitted = wm;
+            self.stats.watermark.fetch_max(wm, Ordering::Relaxed);
+            out.watermark(EventTime(wm));
+        }
     }
 
     /// The watermark of a clock whose largest event time is `max_seen`.
@@ -218,7 +251,7 @@ fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .filter(|f| ![POSITION, EVENT_TIME, ARRIVAL_TIME].contains(&f.name().as_str()))
+        .filter(|f| ![POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&f.name().as_str()))
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EVENT_TIME, event_time_type(), false));
@@ -451,6 +484,20 @@ impl Operator for TimestampOperator {
             Some(s) => Some(s.ids(&batch)?),
             None => None,
         };
+        let partitions: Option<UInt64Array> = match self.partition {
+            Some(i) => Some(
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .ok_or_else(|| {
+                        EngineError::Internal("the partition column is not UInt64".into())
+                    })?
+                    .clone(),
+            ),
+            None => None,
+        };
+        let emitted = self.emitted;
         let out_of_order = micros_of(self.policy.out_of_order);
         let late_policy = self.policy.late_policy;
         let mut keep = Vec::with_capacity(n);
@@ -481,13 +528,15 @@ impl Operator for TimestampOperator {
                 keep.push(false);
                 continue;
             };
-            let max_seen = match (&mut self.substreams, &ids) {
-                (Some(s), Some(ids)) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
+            let max_seen = match (&mut self.substreams, &ids, &partitions) {
+                (Some(s), Some(ids), _) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
+                (None, _, Some(p)) => self.partitions.entry(p.value(row)).or_insert(i64::MIN),
                 _ => &mut self.max_seen,
             };
-            // Late: behind the watermark, or more than the late-arrival
-            // tolerance before its own arrival.
-            let watermark = watermark_of(*max_seen, out_of_order);
+            // Late: behind the watermark (its clock's, and the one already
+            // sent), or more than the late-arrival tolerance before its own
+            // arrival.
+            let watermark = watermark_of(*max_seen, out_of_order).max(emitted);
             let arrival_floor = arrivals
                 .as_ref()
                 .and_then(|a| a[row])
@@ -521,6 +570,7 @@ impl Operator for TimestampOperator {
             }
         }
         if let Some(&latest) = event_times.iter().max() {
+            self.max_seen = self.max_seen.max(latest);
             self.stats
                 .max_event_time
                 .fetch_max(latest, Ordering::Relaxed);
@@ -539,7 +589,7 @@ impl Operator for TimestampOperator {
         let mut columns = Vec::with_capacity(self.out_schema.fields().len());
         for (i, c) in batch.columns().iter().enumerate() {
             let name = batch.schema_ref().field(i).name().clone();
-            if name == POSITION || name == EVENT_TIME || name == ARRIVAL_TIME {
+            if [POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&name.as_str()) {
                 continue;
             }
             columns.push(match &mask {
@@ -554,13 +604,7 @@ impl Operator for TimestampOperator {
         }
         out.batch(RecordBatch::try_new(self.out_schema.clone(), columns)?);
         match &self.substreams {
-            None => {
-                let wm = self.watermark(self.max_seen);
-                if wm > i64::MIN {
-                    self.stats.watermark.fetch_max(wm, Ordering::Relaxed);
-                    out.watermark(EventTime(wm));
-                }
-            }
+            None => self.emit_watermark(out),
             Some(s) if !touched.is_empty() => {
                 let wms: Vec<(u64, EventTime)> = touched
                     .into_iter()
@@ -591,11 +635,11 @@ impl Operator for TimestampOperator {
         let target = floor.saturating_add(micros_of(self.policy.out_of_order));
         match &mut self.substreams {
             None => {
-                if target > self.max_seen {
-                    self.max_seen = target;
-                    self.stats.watermark.fetch_max(floor, Ordering::Relaxed);
-                    out.watermark(EventTime(floor));
+                for max in self.partitions.values_mut() {
+                    *max = (*max).max(target);
                 }
+                self.max_seen = self.max_seen.max(target);
+                self.emit_watermark(out);
             }
             Some(s) => {
                 let mut wms = Vec::new();
@@ -615,9 +659,30 @@ impl Operator for TimestampOperator {
         Ok(())
     }
 
+    /// The partitions of a partitioned source changed (a Kafka rebalance):
+    /// a new one holds the watermark back until its first event (or the
+    /// arrival clock) moves it; one taken away no longer holds it back.
+    fn on_partitions(&mut self, partitions: &[u64], out: &mut Output) -> Result<(), EngineError> {
+        if self.partition.is_none() {
+            return Ok(());
+        }
+        self.partitions.retain(|p, _| partitions.contains(p));
+        for &p in partitions {
+            self.partitions.entry(p).or_insert(i64::MIN);
+        }
+        self.emit_watermark(out);
+        Ok(())
+    }
+
     /// The largest event time, then each substream's (id, largest event time).
     fn snapshot(&mut self) -> Result<Vec<u8>, EngineError> {
         let mut bytes = self.max_seen.to_le_bytes().to_vec();
+        bytes.extend(self.emitted.to_le_bytes());
+        bytes.extend((self.partitions.len() as u64).to_le_bytes());
+        for (p, max) in &self.partitions {
+            bytes.extend(p.to_le_bytes());
+            bytes.extend(max.to_le_bytes());
+        }
         if let Some(s) = &self.substreams {
             let mut clocks: Vec<(&u64, &i64)> = s.max_seen.iter().collect();
             clocks.sort_unstable();
@@ -631,8 +696,24 @@ impl Operator for TimestampOperator {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let bad = || EngineError::State("a TIMESTAMP BY state does not fit this job".into());
-        let (head, clocks) = state.split_at_checked(8).ok_or_else(bad)?;
-        self.max_seen = i64::from_le_bytes(head.try_into().map_err(|_| bad())?);
+        let word =
+            |bytes: &[u8]| -> Result<[u8; 8], EngineError> { bytes.try_into().map_err(|_| bad()) };
+        let (head, rest) = state.split_at_checked(24).ok_or_else(bad)?;
+        self.max_seen = i64::from_le_bytes(word(&head[..8])?);
+        self.emitted = i64::from_le_bytes(word(&head[8..16])?);
+        let count = usize::try_from(u64::from_le_bytes(word(&head[16..])?)).map_err(|_| bad())?;
+        let (parts, clocks) = rest
+            .split_at_checked(count.checked_mul(16).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        self.partitions = parts
+            .chunks_exact(16)
+            .map(|c| {
+                Ok((
+                    u64::from_le_bytes(word(&c[..8])?),
+                    i64::from_le_bytes(word(&c[8..])?),
+                ))
+            })
+            .collect::<Result<_, EngineError>>()?;
         match &mut self.substreams {
             None if clocks.is_empty() => {}
             Some(s) if clocks.len() % 16 == 0 => {

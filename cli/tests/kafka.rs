@@ -1,0 +1,622 @@
+#![allow(clippy::unwrap_used)]
+//! `iotql run` over a real Kafka-protocol broker, started by
+//! `scripts/kafka-up` (noida by default; `IOTQL_KAFKA_BROKER=tansu` picks
+//! Tansu): jobs read topics and write topics, bad messages are dead letters
+//! with their topic, partition and offset, a restarted consumer resumes from
+//! its committed offsets, two processes share a group's partitions, and a
+//! broker outage is waited out.
+//!
+//! Each test starts its own broker on a free port, so tests run in parallel.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A broker of this test, stopped (and its data removed) when dropped.
+struct Broker {
+    kind: String,
+    port: u16,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let kind = std::env::var("IOTQL_KAFKA_BROKER").unwrap_or_else(|_| "noida".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let broker = Broker { kind, port };
+        broker.up(false);
+        broker
+    }
+
+    fn script(&self, args: &[&str]) {
+        let name = args[0];
+        let out = Command::new("bash")
+            .args(args.iter().map(|a| {
+                if *a == name {
+                    repo().join("scripts").join(a).display().to_string()
+                } else {
+                    a.to_string()
+                }
+            }))
+            .env("IOTQL_KAFKA_PORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn up(&self, resume: bool) {
+        let mut args = vec!["kafka-up", self.kind.as_str()];
+        if resume {
+            args.push("--resume");
+        }
+        self.script(&args);
+    }
+
+    /// Stops the broker, keeping its data for [`Broker::up`] with `resume`.
+    fn down_keeping_data(&self) {
+        self.script(&["kafka-down", "--keep"]);
+    }
+
+    /// Whether the broker keeps its topics and offsets over a restart
+    /// (noida does; Tansu here runs on memory storage, so a restart is a
+    /// new, empty broker).
+    fn keeps_data(&self) -> bool {
+        self.kind == "noida"
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .create()
+            .unwrap();
+        let results = futures_executor::block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// Produces `(key, payload)` messages and waits for their acknowledgement.
+    fn produce(&self, topic: &str, messages: &[(Option<String>, Vec<u8>)]) {
+        self.produce_to(topic, messages, None);
+    }
+
+    /// Produces messages; with `partitions`, each key goes to the partition
+    /// of its rank among the keys (so that every partition gets some).
+    fn produce_to(
+        &self,
+        topic: &str,
+        messages: &[(Option<String>, Vec<u8>)],
+        partitions: Option<i32>,
+    ) {
+        let keys: Vec<&String> = messages
+            .iter()
+            .filter_map(|(k, _)| k.as_ref())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("message.max.bytes", "2000000")
+            .create()
+            .unwrap();
+        for (key, payload) in messages {
+            let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload.as_slice());
+            if let Some(k) = key {
+                record = record.key(k.as_str());
+                if let (Some(n), Some(rank)) = (partitions, keys.iter().position(|x| *x == k)) {
+                    record = record.partition(rank as i32 % n);
+                }
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/kafka-down"))
+            .env("IOTQL_KAFKA_PORT", self.port.to_string())
+            .output();
+    }
+}
+
+fn iotql(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iotql"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    err
+}
+
+/// The lines of a file after its header, sorted.
+fn rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut rows: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// The bundled sample readings as JSON messages keyed by device.
+fn sample_messages() -> Vec<(Option<String>, Vec<u8>)> {
+    let text = std::fs::read_to_string(repo().join("queries/data/readings.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let fields: Vec<String> = header
+                .iter()
+                .zip(&cells)
+                .map(|(name, value)| match value.parse::<f64>() {
+                    Ok(_) => format!("\"{name}\":{value}"),
+                    Err(_) => format!("\"{name}\":\"{value}\""),
+                })
+                .collect();
+            (
+                Some(cells[0].to_string()),
+                format!("{{{}}}", fields.join(",")).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// A running `iotql run`, its stderr collected.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iotql"))
+            .args(args)
+            .current_dir(repo())
+            .env("IOTQL_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = collected.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Running { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Ctrl+C, and the exit status.
+    fn interrupt(mut self) -> String {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        // Let the stderr reader take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(status.code(), Some(0), "{}", self.stderr());
+        self.stderr()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done` holds, or fails after `limit` with `what`.
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_job_over_kafka_gives_the_rows_of_the_job_over_the_file_and_dead_letters_bad_messages() {
+    let broker = Broker::start();
+    broker.create_topic("readings", 3);
+    let mut messages = sample_messages();
+    // Not JSON, a text where a number belongs, and a message over the limit.
+    messages.insert(10, (None, b"not json at all".to_vec()));
+    messages.insert(
+        20,
+        (
+            None,
+            br#"{"device_id":"dev-0001","ts":"2026-01-01T00:00:03Z","temperature_c":"hot","humidity_pct":1,"battery_pct":1}"#
+                .to_vec(),
+        ),
+    );
+    messages.insert(30, (None, vec![b' '; 5000]));
+    broker.produce("readings", &messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name);
+    let outputs = ["minute_stats", "rolling_temp", "hot_episodes"];
+    // The job's outputs under `prefix`, its input from `input` if given.
+    let run = |prefix: &str, input: Option<String>| {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "queries/device_windows.asaql".into(),
+            // The sample is dated 2026-01-01: not late by its message times.
+            "--late-arrival".into(),
+            "3650d".into(),
+            "--dead-letter".into(),
+            out(&format!("{prefix}dead.jsonl")).display().to_string(),
+        ];
+        if let Some(i) = input {
+            args.extend(["--input".into(), i]);
+        }
+        for o in outputs {
+            args.push("--output".into());
+            args.push(format!(
+                "{o}=csv:{}",
+                out(&format!("{prefix}{o}.csv")).display()
+            ));
+        }
+        ok(&iotql(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let err = run(
+        "k_",
+        Some(format!(
+            "readings=kafka://{}/readings?until=end&max_message_bytes=4000&session.timeout.ms=6000",
+            broker.address()
+        )),
+    );
+    assert!(err.contains("300 events"), "{err}");
+    run("f_", None);
+    for o in outputs {
+        let (k, f) = (
+            rows(&out(&format!("k_{o}.csv"))),
+            rows(&out(&format!("f_{o}.csv"))),
+        );
+        assert!(!f.is_empty(), "{o} is empty");
+        assert_eq!(k, f, "{o} differs between Kafka and the file");
+    }
+
+    let dead = out("k_dead.jsonl");
+    let letters: Vec<serde_json_like::Letter> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(serde_json_like::Letter::parse)
+        .collect();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for l in &letters {
+        assert!(
+            l.position.starts_with("topic readings partition ") && l.position.contains(" offset "),
+            "{l:?}"
+        );
+    }
+    assert!(letters.iter().any(|l| l.raw.contains("not json at all")));
+    assert!(letters.iter().any(|l| l.reason.contains("temperature_c")));
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.reason.contains("larger than the limit of 4000 bytes"))
+    );
+}
+
+/// Just enough JSON reading for dead letters (the test avoids a JSON dependency).
+mod serde_json_like {
+    #[derive(Debug)]
+    pub struct Letter {
+        pub position: String,
+        pub reason: String,
+        pub raw: String,
+    }
+
+    fn field(line: &str, name: &str) -> String {
+        let key = format!("\"{name}\":\"");
+        let Some(start) = line.find(&key).map(|i| i + key.len()) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let mut escaped = false;
+        for c in line[start..].chars() {
+            match (escaped, c) {
+                (true, c) => {
+                    out.push(c);
+                    escaped = false;
+                }
+                (false, '\\') => escaped = true,
+                (false, '"') => break,
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    }
+
+    impl Letter {
+        pub fn parse(line: &str) -> Letter {
+            Letter {
+                position: field(line, "position"),
+                reason: field(line, "reason"),
+                raw: field(line, "raw"),
+            }
+        }
+    }
+}
+
+const COPY_JOB: &str = "SELECT device_id, ts, temperature_c INTO out FROM readings\n";
+
+fn write_job(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_restarted_consumer_resumes_from_its_committed_offsets() {
+    let broker = Broker::start();
+    broker.create_topic("resume", 2);
+    let messages = sample_messages();
+    let (first, second) = messages.split_at(120);
+    broker.produce("resume", first);
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path(), "copy.asaql", COPY_JOB);
+    let run_job = |group: &str, start: &str, output: &str| {
+        let out = dir.path().join(output);
+        let o = iotql(&[
+            "run",
+            &job,
+            "-q",
+            "--input",
+            &format!(
+                "readings=kafka://{}/resume?until=end&group_id={group}&start={start}&session.timeout.ms=6000",
+                broker.address()
+            ),
+            "--output",
+            &format!("out=csv:{}", out.display()),
+        ]);
+        (o, out)
+    };
+    let run = |group: &str, start: &str, output: &str| {
+        let (o, out) = run_job(group, start, output);
+        ok(&o);
+        rows(&out)
+    };
+    assert_eq!(run("g1", "committed", "a.csv").len(), 120);
+    broker.produce("resume", second);
+    let again = run("g1", "committed", "b.csv");
+    assert_eq!(
+        again.len(),
+        180,
+        "only the messages produced since the last run"
+    );
+    // The second half of the sample, by device and time.
+    let expected: BTreeSet<String> = second
+        .iter()
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .map(|json| {
+            let cell = |k: &str| {
+                let at = json.find(&format!("\"{k}\":")).unwrap() + k.len() + 3;
+                json[at..]
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+                    .trim_matches('"')
+                    .to_string()
+            };
+            format!(
+                "{},{},{}",
+                cell("device_id"),
+                cell("ts"),
+                cell("temperature_c")
+            )
+        })
+        .collect();
+    assert_eq!(again.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    // Nothing left for the group: without a declared schema, nothing to
+    // learn the columns from, and the job says so.
+    let (o, _) = run_job("g1", "committed", "c.csv");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("declare the input's schema"));
+    // Another group starting at the earliest reads everything.
+    assert_eq!(run("g2", "earliest", "d.csv").len(), 300);
+    // A group's start position of `earliest` ignores what it committed.
+    assert_eq!(run("g1", "earliest", "e.csv").len(), 300);
+}
+
+const WINDOW_JOB: &str = "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, \
+    ROUND(AVG(temperature_c), 2) AS avg_temp INTO out FROM readings TIMESTAMP BY ts \
+    GROUP BY device_id, TumblingWindow(minute, 1)\n";
+
+/// The sample readings plus, for every device, a reading an hour later that
+/// closes its windows (its own stays open).
+fn sample_with_closers() -> Vec<(Option<String>, Vec<u8>)> {
+    let mut messages = sample_messages();
+    let devices: BTreeSet<String> = messages.iter().filter_map(|(k, _)| k.clone()).collect();
+    for d in devices {
+        messages.push((
+            Some(d.clone()),
+            format!(r#"{{"device_id":"{d}","ts":"2026-01-01T02:00:00Z","temperature_c":20.0,"humidity_pct":1,"battery_pct":1}}"#)
+                .into_bytes(),
+        ));
+    }
+    messages
+}
+
+#[test]
+fn two_processes_in_one_group_split_the_partitions_and_together_give_the_windows_of_one() {
+    let broker = Broker::start();
+    broker.create_topic("fleet", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path(), "windows.asaql", WINDOW_JOB);
+    let input = |extra: &str| {
+        format!(
+            "readings=kafka://{}/fleet?group_id=pair&session.timeout.ms=6000{extra}",
+            broker.address()
+        )
+    };
+    let out = |name: &str| dir.path().join(name);
+    let start = |name: &str| {
+        Running::start(&[
+            "run",
+            &job,
+            "--late-arrival",
+            "3650d",
+            "--input",
+            &input(""),
+            "--output",
+            &format!("out=csv:{}", out(name).display()),
+        ])
+    };
+    let a = start("a.csv");
+    wait_for(
+        Duration::from_secs(60),
+        "the first process's partitions",
+        || a.stderr().contains("assigned [("),
+    );
+    let b = start("b.csv");
+    wait_for(
+        Duration::from_secs(60),
+        "the second process's partitions",
+        || b.stderr().contains("assigned [("),
+    );
+    // Let the rebalance settle before the data comes.
+    std::thread::sleep(Duration::from_secs(3));
+    broker.produce_to("fleet", &sample_with_closers(), Some(4));
+
+    // The same windows from one process reading the whole topic.
+    let one = out("one.csv");
+    ok(&iotql(&[
+        "run",
+        &job,
+        "-q",
+        "--late-arrival",
+        "3650d",
+        "--input",
+        &format!(
+            "readings=kafka://{}/fleet?group_id=single&until=end&session.timeout.ms=6000",
+            broker.address()
+        ),
+        "--output",
+        &format!("out=csv:{}", one.display()),
+    ]));
+    let expected = rows(&one);
+    // Closing readings' windows are open in the live runs, emitted at the end of the one-shot run.
+    let expected: Vec<String> = expected
+        .into_iter()
+        .filter(|r| !r.contains("2026-01-01T02:00:00"))
+        .collect();
+    assert!(!expected.is_empty());
+    wait_for(Duration::from_secs(60), "both processes' windows", || {
+        rows(&out("a.csv")).len() + rows(&out("b.csv")).len() >= expected.len()
+    });
+    a.interrupt();
+    b.interrupt();
+    let (ra, rb) = (rows(&out("a.csv")), rows(&out("b.csv")));
+    assert!(
+        !ra.is_empty() && !rb.is_empty(),
+        "one process got no partition"
+    );
+    let mut together: Vec<String> = ra.into_iter().chain(rb).collect();
+    together.sort();
+    assert_eq!(together, expected);
+}
+
+#[test]
+fn a_live_job_waits_out_a_broker_outage_and_loses_nothing() {
+    let broker = Broker::start();
+    if !broker.keeps_data() {
+        eprintln!(
+            "skipped: the {} broker loses its topics when it restarts, so an outage cannot be told from data loss",
+            broker.kind
+        );
+        return;
+    }
+    broker.create_topic("outage", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path(), "copy.asaql", COPY_JOB);
+    let output = dir.path().join("out.csv");
+    let job_run = Running::start(&[
+        "run",
+        &job,
+        "--input",
+        &format!(
+            "readings=kafka://{}/outage?group_id=o&session.timeout.ms=6000",
+            broker.address()
+        ),
+        "--output",
+        &format!("out=csv:{}", output.display()),
+    ]);
+    let messages = sample_messages();
+    let (first, second) = messages.split_at(150);
+    broker.produce("outage", first);
+    wait_for(Duration::from_secs(60), "the first half", || {
+        rows(&output).len() >= 150
+    });
+    broker.down_keeping_data();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.up(true);
+    broker.produce("outage", second);
+    let started = Instant::now();
+    while rows(&output).len() < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out waiting for the second half after the outage ({} rows); the job says:\n{}",
+            rows(&output).len(),
+            job_run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = job_run.interrupt();
+    let got = rows(&output);
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), 300, "every reading arrives");
+    assert_eq!(got.len(), 300, "and once:\n{err}");
+    assert!(
+        err.matches("cannot reach the Kafka brokers").count() <= 2,
+        "the outage is logged once, not per request:\n{err}"
+    );
+}
