@@ -22,18 +22,21 @@ pub enum InputSpec {
     JsonLines(Input),
     /// A table or query of a SQLite database (reference data).
     Sqlite(crate::sqlite::SqliteInput),
+    /// A subscription to an MQTT topic filter.
+    Mqtt(Box<crate::mqtt::MqttInput>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     Csv(OutputTarget),
     JsonLines(OutputTarget),
+    /// Rows published to an MQTT topic.
+    Mqtt(Box<crate::mqtt::MqttOutput>),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
 const LATER: &[&str] = &[
     "kafka",
-    "mqtt",
     "postgres",
     "postgresql",
     "parquet",
@@ -93,6 +96,8 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "csv" => Ok(InputSpec::Csv(Input::parse(rest))),
         "jsonl" | "json" => Ok(InputSpec::JsonLines(Input::parse(rest))),
         "sqlite" => parse_sqlite(rest),
+        "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
+            .map(|i| InputSpec::Mqtt(Box::new(i))),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
@@ -108,6 +113,8 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
         "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
         "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
+        "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
+            .map(|o| OutputSpec::Mqtt(Box::new(o))),
         s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
@@ -145,10 +152,20 @@ fn connector_and_path(
     }
 }
 
+fn is_mqtt(options: &BTreeMap<String, String>) -> bool {
+    options
+        .get("connector")
+        .is_some_and(|c| c.eq_ignore_ascii_case("mqtt"))
+}
+
 pub fn input_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<InputSpec, String> {
+    if is_mqtt(options) {
+        return crate::mqtt::MqttInput::from_options(options, base)
+            .map(|i| InputSpec::Mqtt(Box::new(i)));
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
         let read = match (options.get("table"), options.get("query")) {
@@ -172,6 +189,10 @@ pub fn output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
+    if is_mqtt(options) {
+        return crate::mqtt::MqttOutput::from_options(options, base)
+            .map(|o| OutputSpec::Mqtt(Box::new(o)));
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "stdout" {
         return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
@@ -227,6 +248,9 @@ pub fn open_source(
         InputSpec::Sqlite(input) => {
             Box::new(crate::sqlite::SqliteSource::open(name, input, batch_size)?)
         }
+        InputSpec::Mqtt(input) => Box::new(crate::mqtt::MqttSource::open(
+            name, input, schema, batch_size, columns,
+        )?),
     })
 }
 
@@ -256,5 +280,6 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
     match spec {
         OutputSpec::Csv(target) => Box::new(CsvSink::new(name, target.clone())),
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
+        OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
     }
 }
