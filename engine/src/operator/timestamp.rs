@@ -539,7 +539,7 @@ impl Operator for TimestampOperator {
         let mut columns = Vec::with_capacity(self.out_schema.fields().len());
         for (i, c) in batch.columns().iter().enumerate() {
             let name = batch.schema_ref().field(i).name().clone();
-            if name == POSITION || name == EVENT_TIME {
+            if name == POSITION || name == EVENT_TIME || name == ARRIVAL_TIME {
                 continue;
             }
             columns.push(match &mask {
