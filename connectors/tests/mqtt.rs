@@ -326,3 +326,40 @@ fn an_output_topic_placeholder_must_name_a_column() {
         "{err}"
     );
 }
+
+#[test]
+fn credentials_are_sent_and_a_refused_login_stops_the_input() {
+    let broker = Broker::start_with_passwords(&[("alice", "s3cret")]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("temp", DataType::Float64, true),
+    ]));
+    let uri = |user: &str| {
+        format!(
+            "{user}@127.0.0.1:{}/{FILTER}?client_id=reader-{}",
+            broker.port + 1,
+            user.split(':').next().unwrap()
+        )
+    };
+    let wrong = MqttInput::from_uri(&uri("alice:guess"), false).unwrap();
+    let mut source = MqttSource::open("r", &wrong, Some(schema.clone()), 16, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        match source.next_batch() {
+            Err(e) => break e.to_string(),
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "a wrong password was not refused"
+            ),
+        }
+    };
+    assert!(err.contains("refused the connection"), "{err}");
+
+    let right = MqttInput::from_uri(&uri("alice:s3cret"), false).unwrap();
+    broker.create_session("reader-alice", FILTER);
+    broker.publish("publisher-auth", (0..5).map(event).collect());
+    // create_session used the anonymous listener; the input logs in on the other.
+    let mut source = MqttSource::open("r", &right, Some(schema), 16, None).unwrap();
+    let (rows, _) = read(&mut source, true, |rows| rows.len() == 5);
+    rows.iter().for_each(check_row);
+}

@@ -588,12 +588,16 @@ impl Backoff {
 }
 
 /// A connection error that waiting will not cure: the broker refused the
-/// client (credentials, client id) or TLS failed.
+/// client (credentials, client id) or TLS failed (a certificate, not the
+/// network under it).
 pub(crate) fn fatal(error: &rumqttc::ConnectionError) -> bool {
-    matches!(
-        error,
-        rumqttc::ConnectionError::ConnectionRefused(_) | rumqttc::ConnectionError::Tls(_)
-    )
+    use rumqttc::{ConnectionError, TlsError};
+    match error {
+        ConnectionError::ConnectionRefused(_) => true,
+        ConnectionError::Tls(TlsError::Io(_)) => false,
+        ConnectionError::Tls(_) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,23 @@ impl Broker {
         broker
     }
 
+    /// A broker that also has a listener on `port + 1` for the users of
+    /// `users` (user, password) only.
+    pub fn start_with_passwords(users: &[(&str, &str)]) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let broker = Broker { port };
+        let file = std::env::temp_dir().join(format!("iotql-mqtt-users-{port}"));
+        let lines: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+        std::fs::write(&file, lines.concat()).unwrap();
+        broker.run("mqtt-up", &["--passwords", file.to_str().unwrap()]);
+        std::fs::remove_file(&file).unwrap();
+        broker
+    }
+
     fn run(&self, name: &str, args: &[&str]) {
         let out = Command::new(script(name))
             .args(args)
