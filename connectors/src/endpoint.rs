@@ -24,6 +24,8 @@ pub enum InputSpec {
     Sqlite(crate::sqlite::SqliteInput),
     /// Topics of a Kafka cluster.
     Kafka(crate::kafka::KafkaInput),
+    /// A subscription to an MQTT topic filter.
+    Mqtt(Box<crate::mqtt::MqttInput>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +33,12 @@ pub enum OutputSpec {
     Csv(OutputTarget),
     JsonLines(OutputTarget),
     Kafka(crate::kafka::KafkaOutput),
+    /// Rows published to an MQTT topic.
+    Mqtt(Box<crate::mqtt::MqttOutput>),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
 const LATER: &[&str] = &[
-    "mqtt",
     "postgres",
     "postgresql",
     "parquet",
@@ -96,6 +99,8 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "jsonl" | "json" => Ok(InputSpec::JsonLines(Input::parse(rest))),
         "sqlite" => parse_sqlite(rest),
         "kafka" => crate::kafka::KafkaInput::from_uri(rest).map(InputSpec::Kafka),
+        "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
+            .map(|i| InputSpec::Mqtt(Box::new(i))),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
@@ -114,6 +119,8 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
         "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
         "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
+        "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
+            .map(|o| OutputSpec::Mqtt(Box::new(o))),
         s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
@@ -151,18 +158,23 @@ fn connector_and_path(
     }
 }
 
-fn is_kafka(options: &BTreeMap<String, String>) -> bool {
+/// Whether the declaration's connector is `name`.
+fn is_connector(options: &BTreeMap<String, String>, name: &str) -> bool {
     options
         .get("connector")
-        .is_some_and(|c| c.eq_ignore_ascii_case("kafka"))
+        .is_some_and(|c| c.eq_ignore_ascii_case(name))
 }
 
 pub fn input_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<InputSpec, String> {
-    if is_kafka(options) {
+    if is_connector(options, "kafka") {
         return crate::kafka::KafkaInput::from_options(options).map(InputSpec::Kafka);
+    }
+    if is_connector(options, "mqtt") {
+        return crate::mqtt::MqttInput::from_options(options, base)
+            .map(|i| InputSpec::Mqtt(Box::new(i)));
     }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
@@ -187,8 +199,12 @@ pub fn output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
-    if is_kafka(options) {
+    if is_connector(options, "kafka") {
         return crate::kafka::KafkaOutput::from_options(options).map(OutputSpec::Kafka);
+    }
+    if is_connector(options, "mqtt") {
+        return crate::mqtt::MqttOutput::from_options(options, base)
+            .map(|o| OutputSpec::Mqtt(Box::new(o)));
     }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "stdout" {
@@ -248,6 +264,9 @@ pub fn open_source(
         InputSpec::Kafka(input) => Box::new(crate::kafka::KafkaSource::open(
             name, input, schema, batch_size, columns,
         )?),
+        InputSpec::Mqtt(input) => Box::new(crate::mqtt::MqttSource::open(
+            name, input, schema, batch_size, columns,
+        )?),
     })
 }
 
@@ -278,5 +297,6 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         OutputSpec::Csv(target) => Box::new(CsvSink::new(name, target.clone())),
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
+        OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
     }
 }

@@ -1,7 +1,7 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
+//! Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
 //! engine's `Source` or `Sink`.
 
 pub mod deadletter;
@@ -9,5 +9,6 @@ pub mod endpoint;
 pub mod file;
 pub mod kafka;
 pub mod message;
+pub mod mqtt;
 pub mod sim;
 pub mod sqlite;
