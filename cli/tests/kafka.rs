@@ -620,3 +620,84 @@ fn a_live_job_waits_out_a_broker_outage_and_loses_nothing() {
         "the outage is logged once, not per request:\n{err}"
     );
 }
+
+#[test]
+fn simulated_fleet_through_kafka_gives_the_windows_of_the_same_fleet_from_a_file() {
+    let broker = Broker::start();
+    broker.create_topic("fleet", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.jsonl");
+    // The same seeded fleet, with its duplicates, late and malformed
+    // readings, to a keyed topic and to a file.
+    let simulate = |to: String| {
+        ok(&iotql(&[
+            "simulate",
+            "--count",
+            "4000",
+            "--rate",
+            "max",
+            "--seed",
+            "11",
+            "--start",
+            "2026-11-01T00:00:00Z",
+            "--malformed",
+            "0.01",
+            "-q",
+            "--to",
+            &to,
+        ]))
+    };
+    simulate(format!("kafka://{}/fleet?key=device_id", broker.address()));
+    simulate(format!("jsonl:{}", file.display()));
+
+    let outputs = ["minute_stats", "rolling_temp", "hot_episodes"];
+    let run = |prefix: &str, input: String| {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "queries/device_windows.asaql".into(),
+            "-q".into(),
+            "--late-arrival".into(),
+            "3650d".into(),
+            // Late readings come up to two intervals after their turn.
+            "--out-of-order".into(),
+            "1m".into(),
+            "--input".into(),
+            input,
+            "--dead-letter".into(),
+            dir.path()
+                .join(format!("{prefix}dead.jsonl"))
+                .display()
+                .to_string(),
+        ];
+        for o in outputs {
+            args.push("--output".into());
+            args.push(format!(
+                "{o}=csv:{}",
+                dir.path().join(format!("{prefix}{o}.csv")).display()
+            ));
+        }
+        ok(&iotql(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    };
+    run(
+        "k_",
+        format!(
+            "readings=kafka://{}/fleet?until=end&session.timeout.ms=6000",
+            broker.address()
+        ),
+    );
+    run("f_", format!("readings=jsonl:{}", file.display()));
+    for o in outputs {
+        let k = rows(&dir.path().join(format!("k_{o}.csv")));
+        let f = rows(&dir.path().join(format!("f_{o}.csv")));
+        assert!(!f.is_empty(), "{o} is empty");
+        assert_eq!(k, f, "{o} differs between Kafka and the file");
+    }
+    let dead = |prefix: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{prefix}dead.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(dead("f_") > 10, "the fleet has malformed readings");
+    assert_eq!(dead("k_"), dead("f_"));
+}

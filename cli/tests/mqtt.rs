@@ -134,3 +134,103 @@ fn a_job_reads_mqtt_parses_site_and_device_from_the_topic_and_writes_a_file_and_
     }
     assert_eq!(alerts.keys().copied().collect::<Vec<_>>(), hot);
 }
+
+/// `iotql simulate` publishes a fleet to MQTT (one topic per device), a job
+/// reads it with a topic filter and takes the site from the topic: its rows
+/// are the fleet's, as the same seeded fleet written to a file shows, and
+/// the simulator's malformed readings are dead letters.
+#[test]
+fn a_simulated_fleet_through_mqtt_arrives_whole_with_the_site_from_its_topic() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let count = 2000u64;
+    broker.create_session("fleet-job", "fleet/#");
+    let simulate = |to: String| {
+        let out = Command::new(env!("CARGO_BIN_EXE_iotql"))
+            .args(["simulate", "--count", &count.to_string(), "--rate", "max"])
+            .args([
+                "--seed",
+                "5",
+                "--start",
+                "2026-11-01T00:00:00Z",
+                "--malformed",
+                "0.01",
+            ])
+            .args(["-q", "--to", &to])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let file = dir.path().join("fleet.jsonl");
+    simulate(format!(
+        "mqtt://127.0.0.1:{}/fleet/{{device_id}}?client_id=fleet-sim",
+        broker.port
+    ));
+    simulate(format!("jsonl:{}", file.display()));
+
+    let job = dir.path().join("job.asaql");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE INPUT readings WITH (connector = 'mqtt', host = '127.0.0.1', port = '{port}',
+                topic = 'fleet/#', client_id = 'fleet-job', max_messages = '{count}');
+            SELECT SUBSTRING(topic, 7, CHARINDEX('/', topic, 7) - 7) AS topic_site,
+                   site, device_id, ts, temperature_c
+            INTO out
+            FROM readings TIMESTAMP BY ts",
+            port = broker.port
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_iotql"))
+        .args(["run", job.to_str().unwrap(), "-q", "--out-of-order", "1m"])
+        .arg("--output")
+        .arg(format!("out=jsonl:{}", out.display()))
+        .arg("--dead-letter")
+        .arg(&dead)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for row in &rows {
+        assert_eq!(row["topic_site"], row["site"], "{row}");
+    }
+    // Every reading of the file (but the malformed lines) arrived, once.
+    let key =
+        |v: &serde_json::Value| format!("{}|{}|{}", v["device_id"], v["ts"], v["temperature_c"]);
+    let mut got: Vec<String> = rows.iter().map(key).collect();
+    // The simulator's garbage lines are not UTF-8.
+    let text = std::fs::read(&file).unwrap();
+    let mut expected: Vec<String> = text
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .filter(|v| v["ts"].is_string() && !v["temperature_c"].is_string())
+        .map(|v| key(&v))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert!(expected.len() > 1900, "{}", expected.len());
+    assert_eq!(got, expected);
+    let letters = String::from_utf8_lossy(&std::fs::read(&dead).unwrap_or_default()).into_owned();
+    assert_eq!(
+        letters.lines().count() as u64 + rows.len() as u64,
+        count,
+        "every message is a row or a dead letter:\n{letters}"
+    );
+    assert!(letters.contains("topic fleet/"), "{letters}");
+}

@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use iotql_engine::arrow::datatypes::SchemaRef;
-use iotql_engine::arrow::json::writer::{LineDelimited, WriterBuilder};
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::arrow::util::display::{ArrayFormatter, FormatOptions};
 use iotql_engine::error::EngineError;
@@ -176,6 +175,32 @@ impl MqttSink {
     }
 }
 
+impl MqttSink {
+    /// Publishes one message, failing if the connection has failed.
+    fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), EngineError> {
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| self.error("written before it was started"))?;
+        if let Some(failure) = self
+            .shared
+            .lock()
+            .map_err(|e| self.error(e))?
+            .failure
+            .clone()
+        {
+            return Err(self.error(failure));
+        }
+        self.shared.update(|p| p.published += 1);
+        client
+            .publish(topic.clone(), self.output.qos, false, payload)
+            .map_err(|e| {
+                let failure = self.shared.lock().ok().and_then(|p| p.failure.clone());
+                self.error(failure.unwrap_or_else(|| format!("cannot publish to `{topic}`: {e}")))
+            })
+    }
+}
+
 impl Sink for MqttSink {
     fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
         let mut topic = Vec::new();
@@ -223,40 +248,28 @@ impl Sink for MqttSink {
             return Ok(());
         }
         let topics = self.topics(batch)?;
-        let mut json = WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
-            .with_timestamp_format(TIMESTAMP_FORMAT.into())
-            .build::<_, LineDelimited>(Vec::new());
-        json.write(batch).map_err(|e| self.error(e))?;
-        json.finish().map_err(|e| self.error(e))?;
-        let lines = json.into_inner();
-        let client = self
-            .client
-            .as_ref()
-            .ok_or_else(|| self.error("written before it was started"))?;
+        let lines = crate::file::jsonl::json_lines(batch).map_err(|e| self.error(e))?;
         let objects = lines.split(|&b| b == b'\n').filter(|l| !l.is_empty());
         for (topic, object) in topics.into_iter().zip(objects) {
-            if let Some(failure) = self
-                .shared
-                .lock()
-                .map_err(|e| self.error(e))?
-                .failure
-                .clone()
-            {
-                return Err(self.error(failure));
-            }
-            self.shared.update(|p| p.published += 1);
-            client
-                .publish(topic.clone(), self.output.qos, false, object.to_vec())
-                .map_err(|e| {
-                    let failure = self.shared.lock().ok().and_then(|p| p.failure.clone());
-                    self.error(
-                        failure.unwrap_or_else(|| format!("cannot publish to `{topic}`: {e}")),
-                    )
-                })?;
+            self.publish(topic, object.to_vec())?;
         }
         Ok(())
+    }
+
+    /// A message that is not a row (the simulator's malformed events), to
+    /// the output topic with its `{column}` parts as `_`.
+    fn write_raw(&mut self, payload: &[u8]) -> Result<(), EngineError> {
+        let topic: String = self
+            .output
+            .topic
+            .parts
+            .iter()
+            .map(|part| match part {
+                TopicPart::Text(t) => t.as_str(),
+                TopicPart::Column(_) => "_",
+            })
+            .collect();
+        self.publish(topic, payload.to_vec())
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
