@@ -701,3 +701,91 @@ fn simulated_fleet_through_kafka_gives_the_windows_of_the_same_fleet_from_a_file
     assert!(dead("f_") > 10, "the fleet has malformed readings");
     assert_eq!(dead("k_"), dead("f_"));
 }
+
+/// Offsets are committed only for events whose windows are emitted: a job
+/// killed (no chance to flush or commit) and started again loses no window.
+/// Windows emitted before the kill may come again after it (at-least-once).
+#[test]
+fn a_killed_windowed_job_restarted_loses_no_window() {
+    let broker = Broker::start();
+    broker.create_topic("killed", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path(), "windows.asaql", WINDOW_JOB);
+    let messages = sample_with_closers();
+    let (first, second) = messages.split_at(160);
+    let input = |extra: &str| {
+        format!(
+            // A static member: the restarted job takes the killed one's
+            // place at once (noida never evicts a member that died).
+            "readings=kafka://{}/killed?group_id=k&session.timeout.ms=6000&group.instance.id=killed-job{extra}",
+            broker.address()
+        )
+    };
+    let before = dir.path().join("before.csv");
+    let mut live = Running::start(&[
+        "run",
+        &job,
+        "--late-arrival",
+        "3650d",
+        "--input",
+        &input(""),
+        "--output",
+        &format!("out=csv:{}", before.display()),
+    ]);
+    wait_for(Duration::from_secs(60), "the partitions", || {
+        live.stderr().contains("assigned [(")
+    });
+    // In two bursts: the first burst's batch can be committed once the
+    // second has closed its windows.
+    broker.produce_to("killed", &first[..100], Some(2));
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.produce_to("killed", &first[100..], Some(2));
+    // Some windows are written (and their offsets committed) ...
+    wait_for(Duration::from_secs(60), "the first windows", || {
+        rows(&before).len() >= 10
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // ... then the job dies without a word.
+    live.child.kill().unwrap();
+    live.child.wait().unwrap();
+    broker.produce_to("killed", second, Some(2));
+    let after = dir.path().join("after.csv");
+    ok(&iotql(&[
+        "run",
+        &job,
+        "-q",
+        "--late-arrival",
+        "3650d",
+        "--input",
+        &input("&until=end"),
+        "--output",
+        &format!("out=csv:{}", after.display()),
+    ]));
+    let everything = dir.path().join("everything.csv");
+    ok(&iotql(&[
+        "run",
+        &job,
+        "-q",
+        "--late-arrival",
+        "3650d",
+        "--input",
+        &format!(
+            "readings=kafka://{}/killed?group_id=all&until=end&session.timeout.ms=6000",
+            broker.address()
+        ),
+        "--output",
+        &format!("out=csv:{}", everything.display()),
+    ]));
+    let got: BTreeSet<String> = rows(&before).into_iter().chain(rows(&after)).collect();
+    let expected = rows(&everything);
+    assert!(expected.len() > 40);
+    let missing: Vec<&String> = expected.iter().filter(|r| !got.contains(*r)).collect();
+    assert!(
+        missing.is_empty(),
+        "windows lost across the kill: {missing:?}"
+    );
+    assert!(
+        rows(&after).len() < expected.len(),
+        "the restarted job resumed from committed offsets, not from the start"
+    );
+}

@@ -248,8 +248,8 @@ impl KafkaOutput {
     }
 }
 
-/// Whether librdkafka's error means the brokers cannot be reached (it
-/// reconnects by itself: the job waits).
+/// Whether librdkafka's error means the brokers (or the topic) cannot be
+/// reached yet (it reconnects by itself: the job waits).
 fn is_outage(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
@@ -259,6 +259,9 @@ fn is_outage(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::Resolve
                 | RDKafkaErrorCode::RequestTimedOut
                 | RDKafkaErrorCode::OperationTimedOut
+                // A topic not created yet: waited for, like a broker.
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
         )
     )
 }
@@ -283,7 +286,7 @@ impl Health {
         if is_outage(error) {
             if !self.down.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    "{}: cannot reach the Kafka brokers ({reason}); waiting for them",
+                    "{}: cannot reach the Kafka brokers or topic ({error}, {reason}); waiting for them",
                     self.what
                 );
             }
@@ -505,8 +508,6 @@ impl ConsumerContext for ConsumerCtx {
     }
 }
 
-/// How long a batch waits for more messages once it has one.
-const LINGER: Duration = Duration::from_millis(20);
 /// How long a read waits when no message comes (then it reports the
 /// arrival clock, for idle inputs' watermarks).
 const IDLE: Duration = Duration::from_millis(200);
@@ -739,21 +740,10 @@ impl Reader {
                 self.consumer.context().health.failed(&e, "while reading");
                 Ok(Polled::Nothing)
             }
-            Some(Err(e)) => match e.rdkafka_error_code() {
-                Some(
-                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
-                ) => {
-                    self.consumer
-                        .context()
-                        .health
-                        .failed(&e, "the topic does not exist yet");
-                    Ok(Polled::Nothing)
-                }
-                _ => Err(EngineError::Source {
-                    input: self.name.clone(),
-                    message: format!("Kafka: {e}"),
-                }),
-            },
+            Some(Err(e)) => Err(EngineError::Source {
+                input: self.name.clone(),
+                message: format!("Kafka: {e}"),
+            }),
         }
     }
 
@@ -825,20 +815,21 @@ impl Source for KafkaSource {
         }
         let mut ended = false;
         let deadline = Instant::now() + IDLE;
-        let mut linger: Option<Instant> = None;
         while messages.len() < self.batch_size {
-            let now = Instant::now();
-            let until = linger.unwrap_or(deadline);
-            if now >= until {
-                break;
-            }
-            match self.reader.poll(until - now)? {
+            // Wait for a first message; then take what is already fetched,
+            // and no more: a batch does not wait for messages to come.
+            let wait = if messages.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match self.reader.poll(wait)? {
                 Polled::Message(m, place) => {
                     self.reader.advance(place);
                     messages.push(m);
-                    linger.get_or_insert(now + LINGER);
                 }
-                Polled::Nothing => {}
+                Polled::Nothing if messages.is_empty() && Instant::now() < deadline => {}
+                Polled::Nothing => break,
                 Polled::AtEnd => {
                     ended = true;
                     break;
