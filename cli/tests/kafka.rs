@@ -467,6 +467,23 @@ fn a_restarted_consumer_resumes_from_its_committed_offsets() {
     assert_eq!(run("g1", "earliest", "e.csv").len(), 300);
 }
 
+/// Runs the job `job` (timed by the sample's 2026 readings) over `input`
+/// to its end, into the CSV file `out`; its rows.
+fn run_to_end(job: &str, input: &str, out: &Path) -> Vec<String> {
+    ok(&iotql(&[
+        "run",
+        job,
+        "-q",
+        "--late-arrival",
+        "3650d",
+        "--input",
+        input,
+        "--output",
+        &format!("out=csv:{}", out.display()),
+    ]));
+    rows(out)
+}
+
 const WINDOW_JOB: &str = "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, \
     ROUND(AVG(temperature_c), 2) AS avg_temp INTO out FROM readings TIMESTAMP BY ts \
     GROUP BY device_id, TumblingWindow(minute, 1)\n";
@@ -528,22 +545,14 @@ fn two_processes_in_one_group_split_the_partitions_and_together_give_the_windows
     broker.produce_to("fleet", &sample_with_closers(), Some(4));
 
     // The same windows from one process reading the whole topic.
-    let one = out("one.csv");
-    ok(&iotql(&[
-        "run",
+    let expected = run_to_end(
         &job,
-        "-q",
-        "--late-arrival",
-        "3650d",
-        "--input",
         &format!(
             "readings=kafka://{}/fleet?group_id=single&until=end&session.timeout.ms=6000",
             broker.address()
         ),
-        "--output",
-        &format!("out=csv:{}", one.display()),
-    ]));
-    let expected = rows(&one);
+        &out("one.csv"),
+    );
     // Closing readings' windows are open in the live runs, emitted at the end of the one-shot run.
     let expected: Vec<String> = expected
         .into_iter()
@@ -749,35 +758,19 @@ fn a_killed_windowed_job_restarted_loses_no_window() {
     live.child.kill().unwrap();
     live.child.wait().unwrap();
     broker.produce_to("killed", second, Some(2));
-    let after = dir.path().join("after.csv");
-    ok(&iotql(&[
-        "run",
+    let after = run_to_end(&job, &input("&until=end"), &dir.path().join("after.csv"));
+    let expected = run_to_end(
         &job,
-        "-q",
-        "--late-arrival",
-        "3650d",
-        "--input",
-        &input("&until=end"),
-        "--output",
-        &format!("out=csv:{}", after.display()),
-    ]));
-    let everything = dir.path().join("everything.csv");
-    ok(&iotql(&[
-        "run",
-        &job,
-        "-q",
-        "--late-arrival",
-        "3650d",
-        "--input",
         &format!(
             "readings=kafka://{}/killed?group_id=all&until=end&session.timeout.ms=6000",
             broker.address()
         ),
-        "--output",
-        &format!("out=csv:{}", everything.display()),
-    ]));
-    let got: BTreeSet<String> = rows(&before).into_iter().chain(rows(&after)).collect();
-    let expected = rows(&everything);
+        &dir.path().join("everything.csv"),
+    );
+    let got: BTreeSet<String> = rows(&before)
+        .into_iter()
+        .chain(after.iter().cloned())
+        .collect();
     assert!(expected.len() > 40);
     let missing: Vec<&String> = expected.iter().filter(|r| !got.contains(*r)).collect();
     assert!(
@@ -785,7 +778,7 @@ fn a_killed_windowed_job_restarted_loses_no_window() {
         "windows lost across the kill: {missing:?}"
     );
     assert!(
-        rows(&after).len() < expected.len(),
+        after.len() < expected.len(),
         "the restarted job resumed from committed offsets, not from the start"
     );
 }
