@@ -371,7 +371,7 @@ impl Pump<'_> {
 
 /// Moves batches from the reader threads into the dataflow until every
 /// input has ended (or Ctrl+C); `stopped` tells whether it stopped early
-/// with a live input, leaving open windows unemitted.
+/// with a live input, leaving held events (open windows) unemitted.
 fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
     let mut open: Vec<bool> = vec![true; p.receivers.len()];
     let mut bytes = vec![0u64; p.receivers.len()];
@@ -463,8 +463,8 @@ fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
         // Stopped with a live input: what is emitted is flushed and its
         // positions committed; open windows wait for the next run.
         p.commit_done()?;
+        *stopped = p.dataflow.held_since().is_some();
         p.dataflow.stop().map_err(|e| e.to_string())?;
-        *stopped = true;
     } else {
         p.dataflow.finish().map_err(|e| e.to_string())?;
         let letters = p.dataflow.take_dead_letters();
