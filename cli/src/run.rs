@@ -203,7 +203,6 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         .iter()
         .map(|(_, s)| s.committer().map(Commits::new))
         .collect();
-    let live = commits.iter().any(Option::is_some);
     let (receivers, readers): (Vec<Receiver<(Read, u64)>>, Vec<_>) = sources
         .into_iter()
         .map(|(_, mut source)| {
@@ -234,7 +233,6 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             dead: &mut dead,
             interrupted: &interrupted,
             progress: &progress,
-            live,
         },
         &mut stopped,
     );
@@ -296,9 +294,6 @@ struct Pump<'a> {
     dead: &'a mut DeadLetterWriter,
     interrupted: &'a AtomicBool,
     progress: &'a ProgressBar,
-    /// Whether an input is a broker's: Ctrl+C then stops without emitting
-    /// open windows.
-    live: bool,
 }
 
 impl Pump<'_> {
@@ -459,7 +454,9 @@ fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
             human_count(rate as u64)
         ));
     }
-    if p.live && open.iter().any(|&o| o) {
+    // A broker input (one with a committer) is live: Ctrl+C does not end it.
+    let live = p.commits.iter().any(Option::is_some);
+    if live && open.iter().any(|&o| o) {
         // Stopped with a live input: what is emitted is flushed and its
         // positions committed; open windows wait for the next run.
         p.commit_done()?;

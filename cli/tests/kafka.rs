@@ -484,6 +484,20 @@ fn run_to_end(job: &str, input: &str, out: &Path) -> Vec<String> {
     rows(out)
 }
 
+/// Starts the job `job` live over `input`, into the CSV file `out`.
+fn run_live(job: &str, input: &str, out: &Path) -> Running {
+    Running::start(&[
+        "run",
+        job,
+        "--late-arrival",
+        "3650d",
+        "--input",
+        input,
+        "--output",
+        &format!("out=csv:{}", out.display()),
+    ])
+}
+
 const WINDOW_JOB: &str = "SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, \
     ROUND(AVG(temperature_c), 2) AS avg_temp INTO out FROM readings TIMESTAMP BY ts \
     GROUP BY device_id, TumblingWindow(minute, 1)\n";
@@ -516,18 +530,7 @@ fn two_processes_in_one_group_split_the_partitions_and_together_give_the_windows
         )
     };
     let out = |name: &str| dir.path().join(name);
-    let start = |name: &str| {
-        Running::start(&[
-            "run",
-            &job,
-            "--late-arrival",
-            "3650d",
-            "--input",
-            &input(""),
-            "--output",
-            &format!("out=csv:{}", out(name).display()),
-        ])
-    };
+    let start = |name: &str| run_live(&job, &input(""), &out(name));
     let a = start("a.csv");
     wait_for(
         Duration::from_secs(60),
@@ -731,16 +734,7 @@ fn a_killed_windowed_job_restarted_loses_no_window() {
         )
     };
     let before = dir.path().join("before.csv");
-    let mut live = Running::start(&[
-        "run",
-        &job,
-        "--late-arrival",
-        "3650d",
-        "--input",
-        &input(""),
-        "--output",
-        &format!("out=csv:{}", before.display()),
-    ]);
+    let mut live = run_live(&job, &input(""), &before);
     wait_for(Duration::from_secs(60), "the partitions", || {
         live.stderr().contains("assigned [(")
     });

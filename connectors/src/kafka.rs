@@ -32,7 +32,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use crate::message::{
-    DEFAULT_MAX_MESSAGE_BYTES, DecoderConfig, MessageDecoder, MessageFormat, Received,
+    DEFAULT_MAX_MESSAGE_BYTES, DecoderConfig, MessageDecoder, MessageFormat, Received, now_micros,
 };
 
 /// Where a consumer starts in a partition.
@@ -332,6 +332,13 @@ fn decode_position(position: u64) -> (usize, i32, i64) {
     )
 }
 
+/// A position in words: `topic readings partition 3 offset 1042`.
+fn describe_position(topics: &[String], position: u64) -> String {
+    let (t, partition, offset) = decode_position(position);
+    let topic = topics.get(t).map_or("?", String::as_str);
+    format!("topic {topic} partition {partition} offset {offset}")
+}
+
 /// Partition -> the offset of the next message to read.
 type Positions = HashMap<(String, i32), i64>;
 
@@ -545,13 +552,9 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 /// What one poll gave.
 enum Polled {
-    Message(Received, (String, i32, i64)),
+    Message(Received),
     Nothing,
     AtEnd,
 }
@@ -611,11 +614,8 @@ impl KafkaSource {
         let consumer = Arc::new(consumer);
         let topic_names = Arc::new(input.topics.clone());
         let describe_topics = topic_names.clone();
-        let describe: crate::message::Describe = Arc::new(move |p| {
-            let (t, partition, offset) = decode_position(p);
-            let topic = describe_topics.get(t).map_or("?", String::as_str);
-            format!("topic {topic} partition {partition} offset {offset}")
-        });
+        let describe: crate::message::Describe =
+            Arc::new(move |p| describe_position(&describe_topics, p));
         let mut reader = Reader {
             name: name.to_string(),
             consumer,
@@ -625,12 +625,11 @@ impl KafkaSource {
             bytes: 0,
             told: 0,
         };
-        let early = if schema.is_none() && input.format == MessageFormat::Json {
+        let mut early = if schema.is_none() && input.format == MessageFormat::Json {
             reader.sample()?
         } else {
             VecDeque::new()
         };
-        let sample: Vec<Received> = early.iter().cloned().collect();
         let decoder = MessageDecoder::new(
             DecoderConfig {
                 input: name,
@@ -642,7 +641,7 @@ impl KafkaSource {
                 partitioned: true,
                 describe,
             },
-            &sample,
+            early.make_contiguous(),
         )
         .map_err(error)?;
         Ok(KafkaSource {
@@ -666,9 +665,8 @@ impl Reader {
                 break;
             }
             match self.poll(IDLE)? {
-                Polled::Message(m, place) => {
+                Polled::Message(m) => {
                     first.get_or_insert_with(Instant::now);
-                    self.advance(place);
                     early.push_back(m);
                 }
                 Polled::AtEnd if early.is_empty() => {
@@ -712,19 +710,22 @@ impl Reader {
                     .timestamp()
                     .to_millis()
                     .map_or_else(now_micros, |ms| ms.saturating_mul(1000));
+                // Read: past this offset, and no longer at the partition's end.
                 if let Ok(mut state) = self.consumer.context().state.lock() {
                     state.at_end.remove(&m.partition());
+                    let next = state
+                        .read
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(0);
+                    *next = (*next).max(m.offset() + 1);
                 }
-                Ok(Polled::Message(
-                    Received {
-                        payload,
-                        position: encode(topic, m.partition(), m.offset()),
-                        arrival,
-                        topic: None,
-                        partition: Some(partition_id(topic, m.partition())),
-                    },
-                    (m.topic().to_string(), m.partition(), m.offset()),
-                ))
+                Ok(Polled::Message(Received {
+                    payload,
+                    position: encode(topic, m.partition(), m.offset()),
+                    arrival,
+                    topic: None,
+                    partition: Some(partition_id(topic, m.partition())),
+                }))
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 if let Ok(mut state) = self.consumer.context().state.lock() {
@@ -776,13 +777,6 @@ impl Reader {
         )
     }
 
-    fn advance(&mut self, (topic, partition, offset): (String, i32, i64)) {
-        if let Ok(mut state) = self.consumer.context().state.lock() {
-            let next = state.read.entry((topic, partition)).or_insert(0);
-            *next = (*next).max(offset + 1);
-        }
-    }
-
     /// Records the positions read so far under a new mark.
     fn mark(&mut self) -> u64 {
         let mark = self.next_mark;
@@ -824,8 +818,7 @@ impl Source for KafkaSource {
                 Duration::ZERO
             };
             match self.reader.poll(wait)? {
-                Polled::Message(m, place) => {
-                    self.reader.advance(place);
+                Polled::Message(m) => {
                     messages.push(m);
                 }
                 Polled::Nothing if messages.is_empty() && Instant::now() < deadline => {}
@@ -918,9 +911,7 @@ impl Committer for KafkaCommitter {
     }
 
     fn describe(&self, position: u64) -> String {
-        let (t, partition, offset) = decode_position(position);
-        let topic = self.topics.get(t).map_or("?", String::as_str);
-        format!("topic {topic} partition {partition} offset {offset}")
+        describe_position(&self.topics, position)
     }
 }
 

@@ -110,12 +110,15 @@ impl std::fmt::Debug for MessageDecoder {
 
 impl MessageDecoder {
     /// A decoder for the input of `config`; without a declared schema, the
-    /// columns are learnt from the JSON objects of `sample`.
+    /// columns are learnt from the JSON objects of `sample` (those within
+    /// `max_bytes`: a message too large to take teaches nothing).
     pub fn new(config: DecoderConfig<'_>, sample: &[Received]) -> Result<Self, String> {
         let declared = config.schema.is_some();
         let schema = match (config.schema, config.format) {
             (Some(s), _) => s,
-            (None, MessageFormat::Json) => Arc::new(text_types(&infer(&sample_lines(sample))?)),
+            (None, MessageFormat::Json) => {
+                Arc::new(text_types(&infer(&sample_lines(sample, config.max_bytes))?))
+            }
             (None, MessageFormat::Csv) => {
                 return Err(
                     "CSV messages carry no header: declare the input's schema = 'name type, ...'"
@@ -261,6 +264,12 @@ impl MessageDecoder {
     }
 }
 
+/// Now, in microseconds since the epoch: the arrival time of a message
+/// without a broker timestamp, and the arrival clock of an idle input.
+pub(crate) fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
 fn dead_letter(
     input: &str,
     describe: &Describe,
@@ -276,11 +285,11 @@ fn dead_letter(
     }
 }
 
-/// The sample's payloads as JSON lines (a pretty-printed message is
-/// compacted), for schema inference.
-fn sample_lines(sample: &[Received]) -> Vec<u8> {
+/// The sample's payloads of at most `max_bytes` as JSON lines (a
+/// pretty-printed message is compacted), for schema inference.
+fn sample_lines(sample: &[Received], max_bytes: usize) -> Vec<u8> {
     let mut lines = Vec::new();
-    for m in sample {
+    for m in sample.iter().filter(|m| m.payload.len() <= max_bytes) {
         if m.payload.contains(&b'\n') {
             match serde_json::from_slice::<serde_json::Value>(&m.payload) {
                 Ok(v) => lines.extend(v.to_string().into_bytes()),

@@ -21,7 +21,9 @@ use iotql_engine::time::EventTime;
 use rumqttc::{Client, Connection, Event, Incoming, Outgoing, Publish, QoS, SubscribeReasonCode};
 
 use super::{Backoff, MqttInput, fatal};
-use crate::message::{DecoderConfig, Describe, MessageDecoder, MessageFormat, Received};
+use crate::message::{
+    DecoderConfig, Describe, MessageDecoder, MessageFormat, Received, now_micros,
+};
 
 /// How long `next_batch` waits for a first message before it reports an
 /// idle input.
@@ -172,10 +174,6 @@ impl std::fmt::Debug for MqttSource {
     }
 }
 
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 fn is_json_object(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload).is_ok()
 }
@@ -240,12 +238,6 @@ impl MqttSource {
             let shared = shared.clone();
             Arc::new(move |p| shared.describe(p))
         };
-        // Messages too large to take teach nothing about the columns.
-        let sample: Vec<Received> = held
-            .iter()
-            .filter(|m| m.payload.len() <= input.max_message_bytes)
-            .cloned()
-            .collect();
         let decoder = MessageDecoder::new(
             DecoderConfig {
                 input: name,
@@ -257,7 +249,7 @@ impl MqttSource {
                 partitioned: false,
                 describe,
             },
-            &sample,
+            held.make_contiguous(),
         )
         .map_err(error)?;
         if let Some(topic) = &input.topic_column {

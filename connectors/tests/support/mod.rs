@@ -20,14 +20,18 @@ pub struct Broker {
     pub port: u16,
 }
 
+/// A port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let broker = Broker { port };
+        let broker = Broker { port: free_port() };
         broker.up();
         broker
     }
@@ -35,11 +39,7 @@ impl Broker {
     /// A broker that also has a listener on `port + 1` for the users of
     /// `users` (user, password) only.
     pub fn start_with_passwords(users: &[(&str, &str)]) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let broker = Broker { port };
         let file = std::env::temp_dir().join(format!("iotql-mqtt-users-{port}"));
         let lines: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
