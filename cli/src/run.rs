@@ -384,6 +384,9 @@ fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
                 .write(&letters)
                 .map_err(|e| format!("dead-letter file: {e}"))?;
         }
+        p.dataflow.tick_outputs().map_err(|e| e.to_string())?;
+        let letters = p.dataflow.take_dead_letters();
+        p.write_dead(letters)?;
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             p.commit_done()?;
             last_commit = Instant::now();
@@ -462,6 +465,8 @@ fn pump(p: &mut Pump<'_>, stopped: &mut bool) -> Result<(), String> {
         p.commit_done()?;
         *stopped = p.dataflow.held_since().is_some();
         p.dataflow.stop().map_err(|e| e.to_string())?;
+        let letters = p.dataflow.take_dead_letters();
+        p.write_dead(letters)?;
     } else {
         p.dataflow.finish().map_err(|e| e.to_string())?;
         let letters = p.dataflow.take_dead_letters();
@@ -525,11 +530,23 @@ fn summary(
         );
     }
     for o in dataflow.output_stats() {
-        eprintln!(
+        let mut line = format!(
             "  output {:<20} {:>12} rows",
             o.name,
             o.rows.load(Ordering::Relaxed)
         );
+        if let Some(m) = &o.sink {
+            for (what, n) in [
+                ("retries", m.retries.load(Ordering::Relaxed)),
+                ("failed", m.failures.load(Ordering::Relaxed)),
+                ("throttled", m.suppressed.load(Ordering::Relaxed)),
+            ] {
+                if n > 0 {
+                    line.push_str(&format!("   {what}: {n}"));
+                }
+            }
+        }
+        eprintln!("{line}");
     }
     if dead.count() > 0 {
         eprintln!(

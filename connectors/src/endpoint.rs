@@ -131,6 +131,25 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
     }
 }
 
+/// The query of a URI (`a=1&b=2`) as (key, value) pairs, decoded
+/// (`%20`, `%2C`).
+pub(crate) fn query_pairs(query: &str) -> Result<Vec<(String, String)>, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((decode(k), decode(v))),
+            _ => Err(format!("`{pair}` in the URI query: write key=value")),
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 fn resolve(path: &str, base: &Path) -> String {
     if path == "-" || Path::new(path).is_absolute() {
         path.to_string()

@@ -113,18 +113,6 @@ const INPUT_OPTIONS: &[&str] = &[
 ];
 const OUTPUT_OPTIONS: &[&str] = &["connector", "brokers", "topic", "key", "format"];
 
-/// The query of a URI as (key, value) pairs.
-fn query_pairs(query: &str) -> Result<Vec<(String, String)>, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(format!("`{pair}` in the URI query: write key=value")),
-        })
-        .collect()
-}
-
 /// `host:port[,host:port]/topic[,topic][?key=value&...]` (after `kafka://`):
 /// the brokers, the topics and the options.
 fn split_uri(rest: &str) -> Result<(String, String, BTreeMap<String, String>), String> {
@@ -134,7 +122,7 @@ fn split_uri(rest: &str) -> Result<(String, String, BTreeMap<String, String>), S
         .filter(|(b, t)| !b.is_empty() && !t.is_empty())
         .ok_or_else(|| format!("`kafka://{rest}`: write kafka://HOST:PORT/TOPIC"))?;
     let mut options = BTreeMap::new();
-    for (k, v) in query_pairs(query)? {
+    for (k, v) in crate::endpoint::query_pairs(query)? {
         options.insert(k, v);
     }
     Ok((brokers.to_string(), topics.to_string(), options))

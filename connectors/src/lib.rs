@@ -4,6 +4,7 @@
 //! Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
 //! engine's `Source` or `Sink`.
 
+pub(crate) mod backoff;
 pub mod deadletter;
 pub mod endpoint;
 pub mod file;

@@ -81,7 +81,11 @@ pub struct InputStats {
 #[derive(Debug, Clone)]
 pub struct OutputStats {
     pub name: String,
+    /// Rows the job gave the output.
     pub rows: Arc<AtomicU64>,
+    /// The sink's own counters (rows written, retries, failures), for a
+    /// sink that keeps them.
+    pub sink: Option<Arc<crate::io::SinkMetrics>>,
 }
 
 pub struct Dataflow {
@@ -125,6 +129,18 @@ impl Sink for CountingSink {
 
     fn finish(&mut self) -> Result<(), EngineError> {
         self.inner.finish()
+    }
+
+    fn tick(&mut self) -> Result<(), EngineError> {
+        self.inner.tick()
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        self.inner.take_dead_letters()
+    }
+
+    fn metrics(&self) -> Option<Arc<crate::io::SinkMetrics>> {
+        self.inner.metrics()
     }
 }
 
@@ -420,6 +436,7 @@ impl Build<'_> {
         self.outputs.push(OutputStats {
             name: output.to_string(),
             rows: rows.clone(),
+            sink: sink.metrics(),
         });
         let counting = CountingSink { inner: sink, rows };
         Ok((Box::new(SinkOperator::new(Box::new(counting))), schema))
@@ -515,7 +532,13 @@ impl Dataflow {
 
     /// Dead letters produced since the last call.
     pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
+        let mut letters = std::mem::take(&mut self.dead_letters);
+        for node in &mut self.nodes {
+            if let Some(sink) = node.op.sink_mut() {
+                letters.extend(sink.take_dead_letters());
+            }
+        }
+        letters
     }
 
     fn scan(&self, input: &str) -> Result<NodeId, EngineError> {
@@ -577,6 +600,17 @@ impl Dataflow {
             }
         }
         self.run(queue)
+    }
+
+    /// Lets every output write the rows it has held too long
+    /// ([`Sink::tick`]).
+    pub fn tick_outputs(&mut self) -> Result<(), EngineError> {
+        for node in &mut self.nodes {
+            if let Some(sink) = node.op.sink_mut() {
+                sink.tick()?;
+            }
+        }
+        Ok(())
     }
 
     /// Flushes every output ([`Sink::flush`]).

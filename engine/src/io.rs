@@ -1,6 +1,7 @@
 //! The boundary between the engine and connectors: where rows go ([`Sink`]).
 //! Sources push batches into a [`crate::dataflow::Dataflow`].
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -43,6 +44,39 @@ pub trait Sink: Send {
 
     /// The output is complete: flush and close.
     fn finish(&mut self) -> Result<(), EngineError>;
+
+    /// Called often while the job runs (at least every 200 ms, also when
+    /// no rows come): a sink that batches rows writes those it has held
+    /// longer than its maximum latency, so that a quiet stream's last rows
+    /// (an alert) are not held back waiting for a full batch.
+    fn tick(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Rows the sink gave up on (an alert receiver that kept failing), for
+    /// the dead-letter output; `input` is the output's name.
+    fn take_dead_letters(&mut self) -> Vec<crate::operator::DeadLetter> {
+        Vec::new()
+    }
+
+    /// The sink's delivery counters, shared with whoever reports them.
+    fn metrics(&self) -> Option<Arc<SinkMetrics>> {
+        None
+    }
+}
+
+/// What a sink counts about its deliveries. Shared: the run summary and a
+/// metrics endpoint read it while the sink writes.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Rows the destination has taken (committed, acknowledged).
+    pub rows_written: AtomicU64,
+    /// Attempts that failed and were made again.
+    pub retries: AtomicU64,
+    /// Rows given up on: sent to the dead-letter output.
+    pub failures: AtomicU64,
+    /// Rows held back by throttling.
+    pub suppressed: AtomicU64,
 }
 
 /// A sink that keeps every batch in memory, for embedding and tests.

@@ -562,30 +562,7 @@ impl MqttTls {
     }
 }
 
-/// A reconnection delay that doubles from 100 ms up to 5 s.
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    /// The delay before the next attempt, after one more failure.
-    pub(crate) fn next(&mut self) -> Duration {
-        let delay =
-            Duration::from_millis(100u64 << self.failures.min(6)).min(Duration::from_secs(5));
-        self.failures += 1;
-        delay
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    /// Whether the last attempt was the first failure of an outage.
-    pub(crate) fn first(&self) -> bool {
-        self.failures == 1
-    }
-}
+pub(crate) use crate::backoff::Backoff;
 
 /// A connection error that waiting will not cure: the broker refused the
 /// client (credentials, client id) or TLS failed (a certificate, not the
@@ -756,18 +733,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(declared.flush_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_ceiling() {
-        let mut b = Backoff::default();
-        let delays: Vec<u64> = (0..9).map(|_| b.next().as_millis() as u64).collect();
-        assert_eq!(
-            delays,
-            vec![100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
-        );
-        b.reset();
-        assert_eq!(b.next(), Duration::from_millis(100));
-        assert!(b.first());
     }
 }

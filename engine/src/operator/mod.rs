@@ -244,6 +244,11 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The sink an output operator writes to; `None` for other operators.
+    fn sink_mut(&mut self) -> Option<&mut dyn crate::io::Sink> {
+        None
+    }
+
     /// The job stops before its inputs end (Ctrl+C on a live input): a sink
     /// flushes and closes its output; other operators keep their state
     /// unemitted.

@@ -68,4 +68,8 @@ impl Operator for SinkOperator {
     fn close(&mut self) -> Result<(), EngineError> {
         self.sink.finish()
     }
+
+    fn sink_mut(&mut self) -> Option<&mut dyn Sink> {
+        Some(self.sink.as_mut())
+    }
 }
