@@ -32,6 +32,8 @@ pub enum InputSpec {
 pub enum OutputSpec {
     Csv(OutputTarget),
     JsonLines(OutputTarget),
+    /// A table of a SQLite database.
+    Sqlite(crate::sqlite::SqliteOutput),
     Kafka(crate::kafka::KafkaOutput),
     /// Rows published to an MQTT topic.
     Mqtt(Box<crate::mqtt::MqttOutput>),
@@ -118,15 +120,16 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
         "csv" => Ok(OutputSpec::Csv(OutputTarget::parse(rest))),
         "jsonl" | "json" => Ok(OutputSpec::JsonLines(OutputTarget::parse(rest))),
+        "sqlite" => crate::sqlite::SqliteOutput::from_uri(rest).map(OutputSpec::Sqlite),
         "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
             .map(|o| OutputSpec::Mqtt(Box::new(o))),
-        s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
+        s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, kafka://, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://, mqtt://, stdout)"
         )),
     }
 }
@@ -226,6 +229,11 @@ pub fn output_from_options(
             .map(|o| OutputSpec::Mqtt(Box::new(o)));
     }
     let (connector, path) = connector_and_path(options, base)?;
+    if connector == "sqlite" {
+        let mut options = options.clone();
+        options.insert("path".into(), path);
+        return crate::sqlite::SqliteOutput::from_options(&options).map(OutputSpec::Sqlite);
+    }
     if connector == "stdout" {
         return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
     }
@@ -315,6 +323,9 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
     match spec {
         OutputSpec::Csv(target) => Box::new(CsvSink::new(name, target.clone())),
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
+        OutputSpec::Sqlite(output) => {
+            Box::new(crate::sqlite::SqliteSink::new(name, output.clone()))
+        }
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
     }

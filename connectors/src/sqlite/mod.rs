@@ -1,12 +1,17 @@
-//! A SQLite table (or query) as a bounded source: reference data kept in
-//! the edge database (per-device thresholds, device registry).
+//! SQLite, the edge database: a table (or query) as a bounded source of
+//! reference data (per-device thresholds, a device registry), and a table as
+//! an output ([`sink`]).
 //!
-//! Column types come from the table's declared types (SQLite affinity
+//! Reading, column types come from the table's declared types (SQLite affinity
 //! rules: INT -> bigint, REAL/FLOA/DOUB -> float, BOOL -> bit, anything else
 //! text); a column without a declared type (an expression in a query) takes
 //! the type of its values (all integers: bigint; numbers: float; else text).
 //! A value that does not fit its column's type (SQLite does not enforce
 //! types) sends its row to the dead letters, with the row number.
+
+mod sink;
+
+pub use sink::{SqliteOutput, SqliteSink};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

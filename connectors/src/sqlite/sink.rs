@@ -1,0 +1,925 @@
+//! A SQLite table as an output: the edge database that dashboards and
+//! local tools read.
+//!
+//! The table is created from the output's schema when it does not exist
+//! (INTEGER, REAL, BOOLEAN, TEXT; datetimes as ISO-8601 text in DATETIME
+//! columns, records and arrays as JSON text). An existing table is reused
+//! when every output column fits one of its columns; otherwise the job is
+//! refused before it runs. With `key = 'col, col'` every write is an upsert
+//! on those columns, so a window emitted again (a replay, a restart)
+//! overwrites its row instead of adding a second one.
+//!
+//! Rows go into one open transaction, committed when it holds `batch_size`
+//! rows, when its first row is older than `max_latency`, and on flush (the
+//! runner flushes before committing a broker's offsets): a committed row is
+//! durable (WAL, `synchronous = FULL`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use iotql_engine::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray,
+};
+use iotql_engine::arrow::compute::cast;
+use iotql_engine::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::error::EngineError;
+use iotql_engine::io::{Sink, SinkMetrics};
+use rusqlite::Connection;
+
+use crate::file::{TIMESTAMP_FORMAT, nested_as_json};
+
+/// Rows per transaction unless `batch_size` says otherwise.
+const DEFAULT_BATCH_SIZE: usize = 10_000;
+/// How long a row may wait in an open transaction unless `max_latency`
+/// says otherwise.
+const DEFAULT_MAX_LATENCY: Duration = Duration::from_secs(1);
+/// How long a write waits for another process's lock on the database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const OPTIONS: &[&str] = &[
+    "connector",
+    "path",
+    "table",
+    "key",
+    "batch_size",
+    "max_latency",
+];
+
+/// Where and how an output writes into SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOutput {
+    pub path: PathBuf,
+    pub table: String,
+    /// Upsert key columns; empty: plain inserts.
+    pub key: Vec<String>,
+    pub batch_size: usize,
+    pub max_latency: Duration,
+}
+
+impl SqliteOutput {
+    /// From `PATH?table=NAME[&key=a,b&batch_size=N&max_latency=1s]` (after
+    /// `sqlite:`).
+    pub fn from_uri(rest: &str) -> Result<Self, String> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut options: BTreeMap<String, String> =
+            crate::endpoint::query_pairs(query)?.into_iter().collect();
+        options.insert("path".into(), path.to_string());
+        Self::from_options(&options)
+            .map_err(|e| format!("`sqlite:{rest}`: {e} (write sqlite:PATH?table=NAME)"))
+    }
+
+    /// From a declaration's options (`connector = 'sqlite', path = '...',
+    /// table = '...'`); `path` is already resolved.
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, String> {
+        if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown SQLite output option `{unknown}` (known: {})",
+                OPTIONS[1..].join(", ")
+            ));
+        }
+        let path = options
+            .get("path")
+            .filter(|p| !p.is_empty())
+            .ok_or("the SQLite output needs the database's path")?;
+        let table = options
+            .get("table")
+            .filter(|t| !t.trim().is_empty())
+            .ok_or("the SQLite output needs `table = 'NAME'`")?;
+        let key = options
+            .get("key")
+            .map(|k| {
+                k.split(',')
+                    .map(|c| c.trim().trim_matches(['[', ']', '"']).to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let batch_size = match options.get("batch_size") {
+            None => DEFAULT_BATCH_SIZE,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("batch_size `{n}` is not a number of rows"))?,
+        };
+        let max_latency = match options.get("max_latency") {
+            None => DEFAULT_MAX_LATENCY,
+            Some(d) => iotql_engine::time::parse_duration(d)
+                .map_err(|e| format!("max_latency `{d}`: {e}"))?,
+        };
+        Ok(SqliteOutput {
+            path: path.into(),
+            table: table.trim().to_string(),
+            key,
+            batch_size,
+            max_latency,
+        })
+    }
+}
+
+/// How an output column is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Integer,
+    Real,
+    Boolean,
+    Text,
+    /// ISO-8601 UTC text.
+    DateTime,
+    /// Records and arrays as JSON text.
+    Json,
+}
+
+impl Kind {
+    fn of(t: &DataType) -> Kind {
+        match t {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => Kind::Integer,
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => Kind::Real,
+            DataType::Boolean => Kind::Boolean,
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Kind::DateTime,
+            DataType::Struct(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Map(..) => Kind::Json,
+            _ => Kind::Text,
+        }
+    }
+
+    /// The declared type of a column created for it.
+    fn declared(self) -> &'static str {
+        match self {
+            Kind::Integer => "INTEGER",
+            Kind::Real => "REAL",
+            Kind::Boolean => "BOOLEAN",
+            Kind::Text | Kind::Json => "TEXT",
+            Kind::DateTime => "DATETIME",
+        }
+    }
+
+    /// Whether an existing column of declared type `decl` holds this kind's
+    /// values as they are (SQLite's affinity rules, section 3.1 of its
+    /// datatype page: the declared type decides how values are converted).
+    fn fits(self, decl: &str) -> bool {
+        let affinity = Affinity::of(decl);
+        match self {
+            Kind::Integer | Kind::Boolean => affinity != Affinity::Text,
+            Kind::Real => !matches!(affinity, Affinity::Text | Affinity::Integer),
+            Kind::Text | Kind::Json => matches!(affinity, Affinity::Text | Affinity::Blob),
+            Kind::DateTime => affinity != Affinity::Integer && affinity != Affinity::Real,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    fn of(decl: &str) -> Affinity {
+        let d = decl.to_ascii_uppercase();
+        if d.contains("INT") {
+            Affinity::Integer
+        } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+            Affinity::Text
+        } else if d.contains("BLOB") || d.is_empty() {
+            Affinity::Blob
+        } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
+/// `name` quoted as an SQLite identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A column of an existing table (`PRAGMA table_info`).
+#[derive(Debug)]
+struct TableColumn {
+    name: String,
+    decl: String,
+    required: bool,
+}
+
+/// Writes an output's rows into a SQLite table.
+pub struct SqliteSink {
+    name: String,
+    output: SqliteOutput,
+    conn: Option<Connection>,
+    kinds: Vec<Kind>,
+    insert: String,
+    /// Rows in the open transaction, and when its first row came.
+    pending: usize,
+    since: Option<Instant>,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl std::fmt::Debug for SqliteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSink")
+            .field("name", &self.name)
+            .field("output", &self.output)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteSink {
+    pub fn new(name: &str, output: SqliteOutput) -> Self {
+        SqliteSink {
+            name: name.to_string(),
+            output,
+            conn: None,
+            kinds: Vec::new(),
+            insert: String::new(),
+            pending: 0,
+            since: None,
+            metrics: Arc::default(),
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> EngineError {
+        EngineError::Sink {
+            output: self.name.clone(),
+            message: format!(
+                "{} table {}: {message}",
+                self.output.path.display(),
+                self.output.table
+            ),
+        }
+    }
+
+    fn open(path: &Path) -> Result<Connection, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| e.to_string())?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+        Ok(conn)
+    }
+
+    /// The existing table's columns, or `None` when there is no such table.
+    fn table_columns(conn: &Connection, table: &str) -> Result<Option<Vec<TableColumn>>, String> {
+        let mut stmt = conn
+            .prepare("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?1)")
+            .map_err(|e| e.to_string())?;
+        let columns = stmt
+            .query_map([table], |row| {
+                Ok(TableColumn {
+                    name: row.get(0)?,
+                    decl: row.get(1)?,
+                    required: row.get::<_, bool>(2)? && row.get::<_, Option<String>>(3)?.is_none(),
+                })
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| e.to_string())?;
+        Ok((!columns.is_empty()).then_some(columns))
+    }
+
+    /// The column sets (lower case) that a unique index or the primary key
+    /// of `table` makes unique.
+    fn unique_column_sets(conn: &Connection, table: &str) -> Result<Vec<Vec<String>>, String> {
+        let sql = "SELECT il.name, ii.name FROM pragma_index_list(?1) AS il \
+                   JOIN pragma_index_info(il.name) AS ii WHERE il.\"unique\" \
+                   UNION ALL SELECT '', name FROM pragma_table_info(?1) WHERE pk > 0";
+        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+        let pairs = stmt
+            .query_map([table], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| e.to_string())?;
+        let mut sets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (index, column) in pairs {
+            sets.entry(index)
+                .or_default()
+                .push(column.to_ascii_lowercase());
+        }
+        Ok(sets
+            .into_values()
+            .map(|mut s| {
+                s.sort();
+                s
+            })
+            .collect())
+    }
+
+    /// Why the existing table cannot take the output's rows, if it cannot.
+    fn check_table(
+        &self,
+        conn: &Connection,
+        existing: &[TableColumn],
+        schema: &SchemaRef,
+    ) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for field in schema.fields() {
+            let kind = Kind::of(field.data_type());
+            match existing
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(field.name()))
+            {
+                None => problems.push(format!("it has no column `{}`", field.name())),
+                Some(c) if !kind.fits(&c.decl) => problems.push(format!(
+                    "column `{}` is {} but the output's values are {}",
+                    c.name,
+                    if c.decl.is_empty() {
+                        "untyped"
+                    } else {
+                        &c.decl
+                    },
+                    kind.declared()
+                )),
+                Some(_) => {}
+            }
+        }
+        for c in existing.iter().filter(|c| c.required) {
+            if !schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(&c.name))
+            {
+                problems.push(format!(
+                    "its column `{}` is NOT NULL without a default and the output has no such column",
+                    c.name
+                ));
+            }
+        }
+        if !self.output.key.is_empty() {
+            let mut key: Vec<String> = self
+                .output
+                .key
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect();
+            key.sort();
+            if !Self::unique_column_sets(conn, &self.output.table)?.contains(&key) {
+                problems.push(format!(
+                    "upserts on key ({k}) need a unique index on it: CREATE UNIQUE INDEX ON {t} ({k})",
+                    k = self.output.key.join(", "),
+                    t = quote(&self.output.table)
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the existing table does not fit the output: {}; drop it, or write to another table",
+                problems.join("; ")
+            ))
+        }
+    }
+
+    fn create_table(&self, conn: &Connection, schema: &SchemaRef) -> Result<(), String> {
+        let mut columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", quote(f.name()), Kind::of(f.data_type()).declared()))
+            .collect();
+        if !self.output.key.is_empty() {
+            columns.push(format!(
+                "PRIMARY KEY ({})",
+                self.output
+                    .key
+                    .iter()
+                    .map(|k| quote(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote(&self.output.table),
+            columns.join(", ")
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    /// `INSERT ... VALUES (?, ...)`, with `ON CONFLICT (key) DO UPDATE` for
+    /// an upsert.
+    fn insert_sql(&self, schema: &SchemaRef) -> String {
+        let names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+        let params: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(&self.output.table),
+            names.join(", "),
+            params.join(", ")
+        );
+        if !self.output.key.is_empty() {
+            let is_key = |n: &str| self.output.key.iter().any(|k| k.eq_ignore_ascii_case(n));
+            let updates: Vec<String> = schema
+                .fields()
+                .iter()
+                .filter(|f| !is_key(f.name()))
+                .map(|f| format!("{0} = excluded.{0}", quote(f.name())))
+                .collect();
+            let key: Vec<String> = self.output.key.iter().map(|k| quote(k)).collect();
+            sql.push_str(&format!(" ON CONFLICT ({}) DO ", key.join(", ")));
+            if updates.is_empty() {
+                sql.push_str("NOTHING");
+            } else {
+                sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
+            }
+        }
+        sql
+    }
+
+    /// Commits the open transaction.
+    fn commit(&mut self) -> Result<(), EngineError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let Some(conn) = &self.conn else {
+            return Ok(());
+        };
+        conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
+        self.metrics
+            .rows_written
+            .fetch_add(self.pending as u64, Ordering::Relaxed);
+        self.pending = 0;
+        self.since = None;
+        Ok(())
+    }
+}
+
+/// A batch's column as the values SQLite binds.
+enum Values {
+    Integer(Int64Array),
+    Real(Float64Array),
+    Boolean(BooleanArray),
+    Text(StringArray),
+}
+
+impl Values {
+    fn of(array: &ArrayRef, kind: Kind) -> Result<Values, EngineError> {
+        Ok(match kind {
+            Kind::Integer => Values::Integer(
+                cast(array, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone(),
+            ),
+            Kind::Real => Values::Real(
+                cast(array, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+            Kind::Boolean => Values::Boolean(array.as_boolean().clone()),
+            Kind::DateTime => Values::Text(iso_text(array)?),
+            Kind::Text | Kind::Json => {
+                Values::Text(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
+            }
+        })
+    }
+
+    fn bind(
+        &self,
+        stmt: &mut rusqlite::Statement<'_>,
+        param: usize,
+        row: usize,
+    ) -> rusqlite::Result<()> {
+        match self {
+            Values::Integer(a) => {
+                stmt.raw_bind_parameter(param, a.is_valid(row).then(|| a.value(row)))
+            }
+            Values::Real(a) => {
+                stmt.raw_bind_parameter(param, a.is_valid(row).then(|| a.value(row)))
+            }
+            Values::Boolean(a) => {
+                stmt.raw_bind_parameter(param, a.is_valid(row).then(|| a.value(row)))
+            }
+            Values::Text(a) => {
+                stmt.raw_bind_parameter(param, a.is_valid(row).then(|| a.value(row)))
+            }
+        }
+    }
+}
+
+/// Datetimes as ISO-8601 UTC text, as the file outputs write them.
+fn iso_text(array: &ArrayRef) -> Result<StringArray, EngineError> {
+    let micros = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let micros = micros.as_primitive::<iotql_engine::arrow::datatypes::TimestampMicrosecondType>();
+    Ok(micros
+        .iter()
+        .map(|v| {
+            v.and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| t.format(TIMESTAMP_FORMAT).to_string())
+        })
+        .collect())
+}
+
+impl Sink for SqliteSink {
+    fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
+        let conn = Self::open(&self.output.path).map_err(|e| self.error(e))?;
+        for k in &self.output.key {
+            if !schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(k))
+            {
+                return Err(self.error(format!(
+                    "key column `{k}` is not a column of the output (its columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        match Self::table_columns(&conn, &self.output.table).map_err(|e| self.error(e))? {
+            Some(existing) => self
+                .check_table(&conn, &existing, schema)
+                .map_err(|e| self.error(e))?,
+            None => self
+                .create_table(&conn, schema)
+                .map_err(|e| self.error(e))?,
+        }
+        self.kinds = schema
+            .fields()
+            .iter()
+            .map(|f| Kind::of(f.data_type()))
+            .collect();
+        self.insert = self.insert_sql(schema);
+        conn.prepare_cached(&self.insert)
+            .map_err(|e| self.error(e))?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = if self.kinds.contains(&Kind::Json) {
+            &nested_as_json(batch)?
+        } else {
+            batch
+        };
+        let values: Vec<Values> = batch
+            .columns()
+            .iter()
+            .zip(&self.kinds)
+            .map(|(a, &k)| Values::of(a, k))
+            .collect::<Result<_, _>>()?;
+        let conn = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("SQLite output written before start".into()))?;
+        if self.pending == 0 {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| self.error(e))?;
+            self.since = Some(Instant::now());
+        }
+        let mut stmt = conn
+            .prepare_cached(&self.insert)
+            .map_err(|e| self.error(e))?;
+        for row in 0..batch.num_rows() {
+            for (i, v) in values.iter().enumerate() {
+                v.bind(&mut stmt, i + 1, row).map_err(|e| self.error(e))?;
+            }
+            stmt.raw_execute().map_err(|e| self.error(e))?;
+        }
+        drop(stmt);
+        self.pending += batch.num_rows();
+        if self.pending >= self.output.batch_size {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), EngineError> {
+        if self
+            .since
+            .is_some_and(|t| t.elapsed() >= self.output.max_latency)
+        {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.commit()
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        self.commit()?;
+        if let Some(conn) = self.conn.take() {
+            conn.close().map_err(|(_, e)| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    fn metrics(&self) -> Option<Arc<SinkMetrics>> {
+        Some(self.metrics.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotql_engine::arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use iotql_engine::arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("deviceId", DataType::Utf8, true),
+            Field::new(
+                "windowEnd",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new("avgTemp", DataType::Float64, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("hot", DataType::Boolean, true),
+        ]))
+    }
+
+    /// Rows (device, window end in minutes, average, count).
+    fn batch(rows: &[(&str, i64, f64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter()
+                        .map(|r| 1_767_225_600_000_000 + r.1 * 60_000_000),
+                )),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(BooleanArray::from_iter(
+                    rows.iter().map(|r| Some(r.2 > 30.0)),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn output(path: &Path, key: &str) -> SqliteOutput {
+        let mut options = BTreeMap::from([
+            ("path".to_string(), path.display().to_string()),
+            ("table".to_string(), "windows".to_string()),
+        ]);
+        if !key.is_empty() {
+            options.insert("key".into(), key.into());
+        }
+        SqliteOutput::from_options(&options).unwrap()
+    }
+
+    type Row = (String, String, f64, i64, bool);
+
+    fn rows(path: &Path) -> Vec<Row> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT deviceId, windowEnd, avgTemp, n, hot FROM windows ORDER BY deviceId, windowEnd")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn write_all(output: SqliteOutput, batches: &[RecordBatch]) -> Result<(), EngineError> {
+        let mut sink = SqliteSink::new("windows", output);
+        sink.start(&schema())?;
+        for b in batches {
+            sink.write(b)?;
+        }
+        sink.finish()
+    }
+
+    #[test]
+    fn creates_a_typed_table_and_writes_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge/fleet.db");
+        write_all(
+            output(&path, ""),
+            &[
+                batch(&[("a", 1, 20.5, 3), ("b", 1, 31.0, 2)]),
+                batch(&[("a", 2, 21.0, 4)]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&path),
+            vec![
+                (
+                    "a".into(),
+                    "2026-01-01T00:01:00.000Z".into(),
+                    20.5,
+                    3,
+                    false
+                ),
+                (
+                    "a".into(),
+                    "2026-01-01T00:02:00.000Z".into(),
+                    21.0,
+                    4,
+                    false
+                ),
+                ("b".into(), "2026-01-01T00:01:00.000Z".into(), 31.0, 2, true),
+            ]
+        );
+        let conn = Connection::open(&path).unwrap();
+        let types: Vec<String> = conn
+            .prepare("SELECT type FROM pragma_table_info('windows')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(types, ["TEXT", "DATETIME", "REAL", "INTEGER", "BOOLEAN"]);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_key_makes_a_replayed_window_overwrite_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let first = batch(&[("a", 1, 20.0, 1), ("b", 1, 25.0, 1)]);
+        write_all(output(&path, "deviceId, windowEnd"), &[first]).unwrap();
+        // The job runs again over the same events, with one more reading.
+        let replay = batch(&[("a", 1, 20.5, 2), ("b", 1, 25.0, 1), ("a", 2, 22.0, 1)]);
+        write_all(output(&path, "deviceId, windowEnd"), &[replay]).unwrap();
+        let got = rows(&path);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(
+            got[0],
+            (
+                "a".into(),
+                "2026-01-01T00:01:00.000Z".into(),
+                20.5,
+                2,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn without_a_key_a_replay_adds_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let b = batch(&[("a", 1, 20.0, 1)]);
+        write_all(output(&path, ""), std::slice::from_ref(&b)).unwrap();
+        write_all(output(&path, ""), &[b]).unwrap();
+        assert_eq!(rows(&path).len(), 2);
+    }
+
+    #[test]
+    fn an_existing_compatible_table_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE windows (id INTEGER PRIMARY KEY, DEVICEID varchar(20), windowEnd TEXT, \
+                 avgTemp DOUBLE, n BIGINT, hot BOOL, note TEXT DEFAULT 'x', \
+                 UNIQUE (deviceid, windowend))",
+            )
+            .unwrap();
+        write_all(
+            output(&path, "deviceId,windowEnd"),
+            &[batch(&[("a", 1, 20.0, 1)])],
+        )
+        .unwrap();
+        write_all(
+            output(&path, "deviceId,windowEnd"),
+            &[batch(&[("a", 1, 21.0, 2)])],
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&path),
+            vec![(
+                "a".into(),
+                "2026-01-01T00:01:00.000Z".into(),
+                21.0,
+                2,
+                false
+            )]
+        );
+    }
+
+    fn start_error(create: &str, key: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(create)
+            .unwrap();
+        let mut sink = SqliteSink::new("windows", output(&path, key));
+        sink.start(&schema()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_incompatible_table_is_refused_before_any_row() {
+        let e = start_error(
+            "CREATE TABLE windows (deviceId INTEGER, windowEnd TEXT, avgTemp REAL, n INTEGER, hot BOOLEAN, site TEXT NOT NULL)",
+            "",
+        );
+        assert!(
+            e.contains("column `deviceId` is INTEGER but the output's values are TEXT"),
+            "{e}"
+        );
+        assert!(
+            e.contains("its column `site` is NOT NULL without a default"),
+            "{e}"
+        );
+        assert!(e.starts_with("output `windows`: "), "{e}");
+        let e = start_error("CREATE TABLE windows (deviceId TEXT, windowEnd TEXT)", "");
+        assert!(e.contains("it has no column `avgTemp`"), "{e}");
+        let e = start_error(
+            "CREATE TABLE windows (deviceId TEXT, windowEnd TEXT, avgTemp REAL, n INTEGER, hot BOOLEAN)",
+            "deviceId, windowEnd",
+        );
+        assert!(e.contains("need a unique index on it"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = SqliteSink::new("windows", output(&dir.path().join("x.db"), "site"));
+        let e = sink.start(&schema()).unwrap_err().to_string();
+        assert!(
+            e.contains("key column `site` is not a column of the output"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rows_wait_for_a_full_batch_or_the_max_latency_not_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let mut options = output(&path, "");
+        options.batch_size = 3;
+        options.max_latency = Duration::from_millis(30);
+        let mut sink = SqliteSink::new("windows", options);
+        sink.start(&schema()).unwrap();
+        let count = || -> i64 {
+            Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT count(*) FROM windows", [], |r| r.get(0))
+                .unwrap()
+        };
+        sink.write(&batch(&[("a", 1, 1.0, 1), ("b", 1, 1.0, 1)]))
+            .unwrap();
+        sink.tick().unwrap();
+        assert_eq!(count(), 0, "two rows wait for a third or the max latency");
+        sink.write(&batch(&[("c", 1, 1.0, 1)])).unwrap();
+        assert_eq!(count(), 3, "a full batch is committed at once");
+        sink.write(&batch(&[("d", 1, 1.0, 1)])).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        sink.tick().unwrap();
+        assert_eq!(
+            count(),
+            4,
+            "a row older than max_latency is committed by tick"
+        );
+        let m = sink.metrics().unwrap();
+        assert_eq!(m.rows_written.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let e = SqliteOutput::from_uri("fleet.db").unwrap_err();
+        assert!(e.contains("needs `table = 'NAME'`"), "{e}");
+        let e = SqliteOutput::from_uri("fleet.db?table=t&keys=a").unwrap_err();
+        assert!(e.contains("unknown SQLite output option `keys`"), "{e}");
+        let o =
+            SqliteOutput::from_uri("fleet.db?table=t&key=a,%20b&max_latency=250ms&batch_size=5")
+                .unwrap();
+        assert_eq!(o.key, ["a", "b"]);
+        assert_eq!(o.max_latency, Duration::from_millis(250));
+        assert_eq!(o.batch_size, 5);
+    }
+}
