@@ -15,6 +15,7 @@ use iotql_engine::io::{Sink, Source};
 use crate::file::csv::{self, CsvSink};
 use crate::file::jsonl::{self, JsonLinesSink};
 use crate::file::{Input, OutputTarget};
+use crate::throttle::{Throttle, ThrottledSink};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputSpec {
@@ -37,6 +38,8 @@ pub enum OutputSpec {
     Kafka(crate::kafka::KafkaOutput),
     /// Rows published to an MQTT topic.
     Mqtt(Box<crate::mqtt::MqttOutput>),
+    /// Another output, throttled (`throttle = '10m'`).
+    Throttled(Box<OutputSpec>, Throttle),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
@@ -113,8 +116,41 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
     }
 }
 
-/// `csv:PATH`, `jsonl:PATH` (`-` = stdout), `stdout` (JSON lines).
+/// `uri` without its `throttle` and `throttle_by` query options, and the
+/// throttle they make.
+fn take_throttle_from_uri(uri: &str) -> Result<(String, Option<Throttle>), String> {
+    let Some((head, query)) = uri.split_once('?') else {
+        return Ok((uri.to_string(), None));
+    };
+    let (ours, theirs): (Vec<&str>, Vec<&str>) = query
+        .split('&')
+        .partition(|p| matches!(p.split_once('='), Some(("throttle" | "throttle_by", _))));
+    let mut options: BTreeMap<String, String> = query_pairs(&ours.join("&"))?.into_iter().collect();
+    let throttle = Throttle::take(&mut options)?;
+    let rest = if theirs.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}?{}", theirs.join("&"))
+    };
+    Ok((rest, throttle))
+}
+
+/// `spec`, throttled when `throttle` says so.
+fn throttled(spec: OutputSpec, throttle: Option<Throttle>) -> OutputSpec {
+    match throttle {
+        Some(t) => OutputSpec::Throttled(Box::new(spec), t),
+        None => spec,
+    }
+}
+
+/// `csv:PATH`, `jsonl:PATH` (`-` = stdout), `stdout` (JSON lines), ...;
+/// any of them with `?throttle=INTERVAL[&throttle_by=COLUMN]`.
 pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
+    let (uri, throttle) = take_throttle_from_uri(uri)?;
+    parse_plain_output_uri(&uri).map(|spec| throttled(spec, throttle))
+}
+
+fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
     let (scheme, rest) = split_uri(uri);
     match scheme.to_ascii_lowercase().as_str() {
         "stdout" => Ok(OutputSpec::JsonLines(OutputTarget::Stdout)),
@@ -221,6 +257,15 @@ pub fn output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
+    let mut options = options.clone();
+    let throttle = Throttle::take(&mut options)?;
+    plain_output_from_options(&options, base).map(|spec| throttled(spec, throttle))
+}
+
+fn plain_output_from_options(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<OutputSpec, String> {
     if is_connector(options, "kafka") {
         return crate::kafka::KafkaOutput::from_options(options).map(OutputSpec::Kafka);
     }
@@ -237,7 +282,7 @@ pub fn output_from_options(
     if connector == "stdout" {
         return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
     }
-    parse_output_uri(&format!("{connector}:{path}"))
+    parse_plain_output_uri(&format!("{connector}:{path}"))
 }
 
 /// A schema declared as `schema = 'device_id nvarchar(max), ts datetime, temp float'`.
@@ -328,5 +373,45 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         }
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Throttled(spec, throttle) => {
+            Box::new(ThrottledSink::new(open_sink(name, spec), throttle.clone()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_output_uri_takes_a_throttle() {
+        let spec = parse_output_uri(
+            "sqlite:fleet.db?table=alerts&throttle=10m&key=deviceId&throttle_by=deviceId",
+        )
+        .unwrap();
+        let OutputSpec::Throttled(inner, throttle) = spec else {
+            panic!("not throttled: {spec:?}");
+        };
+        assert_eq!(throttle.by, ["deviceId"]);
+        let OutputSpec::Sqlite(sqlite) = *inner else {
+            panic!("not SQLite: {inner:?}");
+        };
+        assert_eq!(
+            (sqlite.table.as_str(), sqlite.key.as_slice()),
+            ("alerts", &["deviceId".to_string()][..])
+        );
+        assert!(matches!(
+            parse_output_uri("csv:out.csv").unwrap(),
+            OutputSpec::Csv(_)
+        ));
+        let declared = BTreeMap::from([
+            ("connector".to_string(), "csv".to_string()),
+            ("path".to_string(), "a.csv".to_string()),
+            ("throttle".to_string(), "1m".to_string()),
+        ]);
+        assert!(matches!(
+            output_from_options(&declared, Path::new("/jobs")).unwrap(),
+            OutputSpec::Throttled(..)
+        ));
     }
 }

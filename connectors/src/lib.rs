@@ -13,3 +13,4 @@ pub mod message;
 pub mod mqtt;
 pub mod sim;
 pub mod sqlite;
+pub mod throttle;

@@ -123,6 +123,12 @@ impl Sink for CountingSink {
         self.inner.write(batch)
     }
 
+    fn write_at(&mut self, batch: &RecordBatch, event_times: &[i64]) -> Result<(), EngineError> {
+        self.rows
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.inner.write_at(batch, event_times)
+    }
+
     fn flush(&mut self) -> Result<(), EngineError> {
         self.inner.flush()
     }

@@ -24,6 +24,13 @@ pub trait Sink: Send {
     /// rather than dropping them.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError>;
 
+    /// Writes rows with their event times (`System.Timestamp()` of each
+    /// row, in microseconds), for a sink that acts on time (throttling
+    /// alerts); the default ignores them.
+    fn write_at(&mut self, batch: &RecordBatch, _event_times: &[i64]) -> Result<(), EngineError> {
+        self.write(batch)
+    }
+
     /// Writes one message that is not a row (the simulator's malformed
     /// events), as is, in order with the rows written before and after it.
     /// Outputs that hold only rows (the default) refuse it.

@@ -46,7 +46,20 @@ impl Operator for SinkOperator {
         _out: &mut Output,
     ) -> Result<(), EngineError> {
         self.rows += batch.num_rows() as u64;
-        self.sink.write(&visible(&batch)?)
+        let rows = visible(&batch)?;
+        match batch.column_by_name(crate::time::EVENT_TIME) {
+            Some(times) => {
+                use datafusion::arrow::array::AsArray;
+                use datafusion::arrow::datatypes::TimestampMicrosecondType;
+                let times = times
+                    .as_primitive_opt::<TimestampMicrosecondType>()
+                    .ok_or_else(|| {
+                        EngineError::Internal("the event-time column is not a timestamp".into())
+                    })?;
+                self.sink.write_at(&rows, times.values())
+            }
+            None => self.sink.write(&rows),
+        }
     }
 
     fn on_watermark(
