@@ -9,15 +9,18 @@
 //! on those columns, so a window emitted again (a replay, a restart)
 //! overwrites its row instead of adding a second one.
 //!
+//! A row the table refuses (a NULL in a NOT NULL column, a CHECK) goes to
+//! the dead-letter output; the other rows go on.
+//!
 //! Rows go into one open transaction, committed when it holds `batch_size`
 //! rows, when its first row is older than `max_latency`, and on flush (the
 //! runner flushes before committing a broker's offsets): a committed row is
 //! durable (WAL, `synchronous = FULL`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use iotql_engine::arrow::array::{
@@ -28,6 +31,7 @@ use iotql_engine::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, SinkMetrics};
+use iotql_engine::operator::DeadLetter;
 use rusqlite::Connection;
 
 use crate::file::{TIMESTAMP_FORMAT, nested_as_json};
@@ -225,16 +229,72 @@ struct TableColumn {
     required: bool,
 }
 
+/// One database file's connection, shared by every output of the process
+/// that writes into it: SQLite has one writer per database, so outputs
+/// into two tables of one file share the transaction (two connections would
+/// wait for each other's lock forever on the job's one thread).
+struct Database {
+    conn: Connection,
+    /// When the open transaction began; `None`: no transaction is open.
+    since: Option<Instant>,
+    /// Per output writing here: its counters and its rows in the open
+    /// transaction.
+    writers: Vec<(Arc<SinkMetrics>, usize)>,
+}
+
+impl Database {
+    /// Rows in the open transaction, over all outputs.
+    fn pending(&self) -> usize {
+        self.writers.iter().map(|(_, n)| n).sum()
+    }
+
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        if self.since.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction: its rows count as written.
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        if self.since.is_none() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT")?;
+        self.since = None;
+        for (metrics, rows) in &mut self.writers {
+            metrics
+                .rows_written
+                .fetch_add(*rows as u64, Ordering::Relaxed);
+            *rows = 0;
+        }
+        Ok(())
+    }
+}
+
+type Shared = Arc<Mutex<Database>>;
+
+/// The databases open in this process, by canonical path.
+fn databases() -> &'static Mutex<HashMap<PathBuf, Weak<Mutex<Database>>>> {
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, Weak<Mutex<Database>>>>> = OnceLock::new();
+    DATABASES.get_or_init(Mutex::default)
+}
+
+fn lock(db: &Shared) -> std::sync::MutexGuard<'_, Database> {
+    db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Writes an output's rows into a SQLite table.
 pub struct SqliteSink {
     name: String,
     output: SqliteOutput,
-    conn: Option<Connection>,
+    /// The database and this output's place among its writers, once started.
+    db: Option<(Shared, usize)>,
     kinds: Vec<Kind>,
     insert: String,
-    /// Rows in the open transaction, and when its first row came.
-    pending: usize,
-    since: Option<Instant>,
+    /// Rows the table refused.
+    dead_letters: Vec<DeadLetter>,
     metrics: Arc<SinkMetrics>,
 }
 
@@ -243,7 +303,6 @@ impl std::fmt::Debug for SqliteSink {
         f.debug_struct("SqliteSink")
             .field("name", &self.name)
             .field("output", &self.output)
-            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -253,11 +312,10 @@ impl SqliteSink {
         SqliteSink {
             name: name.to_string(),
             output,
-            conn: None,
+            db: None,
             kinds: Vec::new(),
             insert: String::new(),
-            pending: 0,
-            since: None,
+            dead_letters: Vec::new(),
             metrics: Arc::default(),
         }
     }
@@ -273,18 +331,34 @@ impl SqliteSink {
         }
     }
 
-    fn open(path: &Path) -> Result<Connection, String> {
+    /// The database at `path`: the one this process has open, or a new
+    /// connection (the file and its folder created when missing).
+    fn open(path: &Path) -> Result<Shared, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let conn = Connection::open(path).map_err(|e| e.to_string())?;
+        let canonical = path.canonicalize().map_err(|e| e.to_string())?;
+        let mut open = databases()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.retain(|_, db| db.strong_count() > 0);
+        if let Some(db) = open.get(&canonical).and_then(Weak::upgrade) {
+            return Ok(db);
+        }
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| e.to_string())?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| e.to_string())?;
-        Ok(conn)
+        let db = Arc::new(Mutex::new(Database {
+            conn,
+            since: None,
+            writers: Vec::new(),
+        }));
+        open.insert(canonical, Arc::downgrade(&db));
+        Ok(db)
     }
 
     /// The existing table's columns, or `None` when there is no such table.
@@ -454,20 +528,15 @@ impl SqliteSink {
         sql
     }
 
-    /// Commits the open transaction.
-    fn commit(&mut self) -> Result<(), EngineError> {
-        if self.pending == 0 {
-            return Ok(());
-        }
-        let Some(conn) = &self.conn else {
+    /// Commits the database's open transaction, if `due` says so.
+    fn commit_if(&self, due: impl Fn(&Database) -> bool) -> Result<(), EngineError> {
+        let Some((db, _)) = &self.db else {
             return Ok(());
         };
-        conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
-        self.metrics
-            .rows_written
-            .fetch_add(self.pending as u64, Ordering::Relaxed);
-        self.pending = 0;
-        self.since = None;
+        let mut db = lock(db);
+        if db.since.is_some() && due(&db) {
+            db.commit().map_err(|e| self.error(e))?;
+        }
         Ok(())
     }
 }
@@ -539,7 +608,12 @@ fn iso_text(array: &ArrayRef) -> Result<StringArray, EngineError> {
 
 impl Sink for SqliteSink {
     fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
-        let conn = Self::open(&self.output.path).map_err(|e| self.error(e))?;
+        let shared = Self::open(&self.output.path).map_err(|e| self.error(e))?;
+        let mut db = lock(&shared);
+        // A table is created or checked outside any open transaction of
+        // another output of the same file.
+        db.commit().map_err(|e| self.error(e))?;
+        let conn = &db.conn;
         for k in &self.output.key {
             if !schema
                 .fields()
@@ -557,13 +631,11 @@ impl Sink for SqliteSink {
                 )));
             }
         }
-        match Self::table_columns(&conn, &self.output.table).map_err(|e| self.error(e))? {
+        match Self::table_columns(conn, &self.output.table).map_err(|e| self.error(e))? {
             Some(existing) => self
-                .check_table(&conn, &existing, schema)
+                .check_table(conn, &existing, schema)
                 .map_err(|e| self.error(e))?,
-            None => self
-                .create_table(&conn, schema)
-                .map_err(|e| self.error(e))?,
+            None => self.create_table(conn, schema).map_err(|e| self.error(e))?,
         }
         self.kinds = schema
             .fields()
@@ -573,7 +645,10 @@ impl Sink for SqliteSink {
         self.insert = self.insert_sql(schema);
         conn.prepare_cached(&self.insert)
             .map_err(|e| self.error(e))?;
-        self.conn = Some(conn);
+        db.writers.push((self.metrics.clone(), 0));
+        let slot = db.writers.len() - 1;
+        drop(db);
+        self.db = Some((shared, slot));
         Ok(())
     }
 
@@ -592,57 +667,78 @@ impl Sink for SqliteSink {
             .zip(&self.kinds)
             .map(|(a, &k)| Values::of(a, k))
             .collect::<Result<_, _>>()?;
-        let conn = self
-            .conn
+        let (shared, slot) = self
+            .db
             .as_ref()
             .ok_or_else(|| EngineError::Internal("SQLite output written before start".into()))?;
-        if self.pending == 0 {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| self.error(e))?;
-            self.since = Some(Instant::now());
-        }
-        let mut stmt = conn
+        let mut db = lock(shared);
+        db.begin().map_err(|e| self.error(e))?;
+        let mut stmt = db
+            .conn
             .prepare_cached(&self.insert)
             .map_err(|e| self.error(e))?;
+        let mut written = 0;
         for row in 0..batch.num_rows() {
             for (i, v) in values.iter().enumerate() {
                 v.bind(&mut stmt, i + 1, row).map_err(|e| self.error(e))?;
             }
-            stmt.raw_execute().map_err(|e| self.error(e))?;
+            match stmt.raw_execute() {
+                Ok(_) => written += 1,
+                // A row the table refuses (NULL in a NOT NULL column, a
+                // CHECK) is bad data: SQLite undoes that statement only,
+                // and the row goes to the dead letters.
+                Err(rusqlite::Error::SqliteFailure(e, message))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    self.dead_letters.push(DeadLetter {
+                        input: self.name.clone(),
+                        position: format!("table {}", self.output.table),
+                        reason: message.unwrap_or_else(|| e.to_string()),
+                        raw: row_json(batch, row),
+                    });
+                }
+                Err(e) => return Err(self.error(e)),
+            }
         }
         drop(stmt);
-        self.pending += batch.num_rows();
-        if self.pending >= self.output.batch_size {
-            self.commit()?;
+        db.writers[*slot].1 += written;
+        if db.pending() >= self.output.batch_size {
+            db.commit().map_err(|e| self.error(e))?;
         }
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), EngineError> {
-        if self
-            .since
-            .is_some_and(|t| t.elapsed() >= self.output.max_latency)
-        {
-            self.commit()?;
-        }
-        Ok(())
+        let latency = self.output.max_latency;
+        self.commit_if(|db| db.since.is_some_and(|t| t.elapsed() >= latency))
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
-        self.commit()
+        self.commit_if(|_| true)
     }
 
     fn finish(&mut self) -> Result<(), EngineError> {
-        self.commit()?;
-        if let Some(conn) = self.conn.take() {
-            conn.close().map_err(|(_, e)| self.error(e))?;
-        }
+        self.commit_if(|_| true)?;
+        // The connection closes with the last output that holds it.
+        self.db = None;
         Ok(())
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
     }
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         Some(self.metrics.clone())
     }
+}
+
+/// Row `row` of `batch` as one line of JSON.
+fn row_json(batch: &RecordBatch, row: usize) -> String {
+    crate::file::jsonl::json_lines(&batch.slice(row, 1))
+        .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -907,6 +1003,67 @@ mod tests {
         );
         let m = sink.metrics().unwrap();
         assert_eq!(m.rows_written.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn two_outputs_share_one_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let mut a = SqliteSink::new("windows", output(&path, ""));
+        let mut other = output(&path, "deviceId, windowEnd");
+        other.table = "latest".into();
+        let mut b = SqliteSink::new("latest", other);
+        a.start(&schema()).unwrap();
+        b.start(&schema()).unwrap();
+        for m in 0..3 {
+            a.write(&batch(&[("a", m, 1.0, 1)])).unwrap();
+            b.write(&batch(&[("a", 0, m as f64, 1)])).unwrap();
+        }
+        a.finish().unwrap();
+        b.finish().unwrap();
+        assert_eq!(rows(&path).len(), 3);
+        let latest: f64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT avgTemp FROM latest", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(latest, 2.0);
+        assert_eq!(a.metrics.rows_written.load(Ordering::Relaxed), 3);
+        assert_eq!(b.metrics.rows_written.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_row_the_table_refuses_is_a_dead_letter_and_the_rest_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE windows (deviceId TEXT, windowEnd TEXT, avgTemp REAL CHECK (avgTemp < 100), n INTEGER, hot BOOLEAN)",
+            )
+            .unwrap();
+        let mut sink = SqliteSink::new("windows", output(&path, ""));
+        sink.start(&schema()).unwrap();
+        sink.write(&batch(&[
+            ("a", 1, 20.0, 1),
+            ("b", 1, 150.0, 1),
+            ("c", 1, 21.0, 1),
+        ]))
+        .unwrap();
+        sink.finish().unwrap();
+        assert_eq!(rows(&path).len(), 2);
+        let letters = sink.take_dead_letters();
+        assert_eq!(letters.len(), 1);
+        assert!(
+            letters[0].reason.contains("CHECK constraint failed"),
+            "{:?}",
+            letters[0]
+        );
+        assert!(
+            letters[0].raw.contains(r#""deviceId":"b""#),
+            "{}",
+            letters[0].raw
+        );
+        assert_eq!(sink.metrics.rows_written.load(Ordering::Relaxed), 2);
     }
 
     #[test]
