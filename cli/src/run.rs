@@ -536,6 +536,10 @@ fn summary(
             o.rows.load(Ordering::Relaxed)
         );
         if let Some(m) = &o.sink {
+            let written = m.rows_written.load(Ordering::Relaxed);
+            if written != o.rows.load(Ordering::Relaxed) {
+                line.push_str(&format!("   written: {written}"));
+            }
             for (what, n) in [
                 ("retries", m.retries.load(Ordering::Relaxed)),
                 ("failed", m.failures.load(Ordering::Relaxed)),
