@@ -35,7 +35,6 @@ impl Backoff {
     }
 
     /// Draws each delay from its upper half.
-    #[allow(dead_code)] // the alert sinks retry with jitter
     pub(crate) fn with_jitter(mut self) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -38,25 +38,29 @@ pub enum OutputSpec {
     Kafka(crate::kafka::KafkaOutput),
     /// Rows published to an MQTT topic.
     Mqtt(Box<crate::mqtt::MqttOutput>),
+    /// Alerts: a webhook, Slack, or an alert log.
+    Alert(Box<crate::alert::AlertOutput>),
     /// Another output, throttled (`throttle = '10m'`).
     Throttled(Box<OutputSpec>, Throttle),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &[
-    "postgres",
-    "postgresql",
-    "parquet",
-    "webhook",
-    "slack",
-    "log",
-    "sim",
-];
+const LATER: &[&str] = &["postgres", "postgresql", "parquet", "sim"];
 
 fn later(kind: &str) -> String {
     format!(
         "the `{kind}` connector is not available in this version of iotql yet; use csv: or jsonl: files"
     )
+}
+
+/// Why an alert connector cannot be an input.
+fn output_only(kind: &str) -> String {
+    let hint = if kind == "log" {
+        "; read an alert log with jsonl:PATH"
+    } else {
+        ""
+    };
+    format!("`{kind}` is an output connector (where alerts go), not an input{hint}")
 }
 
 fn split_uri(uri: &str) -> (&str, &str) {
@@ -107,6 +111,7 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
             .map(|i| InputSpec::Mqtt(Box::new(i))),
         s if LATER.contains(&s) => Err(later(s)),
+        s if crate::alert::CONNECTORS.contains(&s) => Err(output_only(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
         )),
@@ -160,12 +165,15 @@ fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
             .map(|o| OutputSpec::Mqtt(Box::new(o))),
+        s if crate::alert::CONNECTORS.contains(&s) => {
+            crate::alert::AlertOutput::from_uri(s, rest).map(|o| OutputSpec::Alert(Box::new(o)))
+        }
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://, mqtt://, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
         )),
     }
 }
@@ -223,10 +231,21 @@ fn is_connector(options: &BTreeMap<String, String>, name: &str) -> bool {
         .is_some_and(|c| c.eq_ignore_ascii_case(name))
 }
 
+/// The alert connector (`webhook`, `slack`, `log`) the declaration names.
+fn alert_connector(options: &BTreeMap<String, String>) -> Option<&'static str> {
+    crate::alert::CONNECTORS
+        .iter()
+        .copied()
+        .find(|c| is_connector(options, c))
+}
+
 pub fn input_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<InputSpec, String> {
+    if let Some(kind) = alert_connector(options) {
+        return Err(output_only(kind));
+    }
     if is_connector(options, "kafka") {
         return crate::kafka::KafkaInput::from_options(options).map(InputSpec::Kafka);
     }
@@ -266,6 +285,10 @@ fn plain_output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
+    if alert_connector(options).is_some() {
+        return crate::alert::AlertOutput::from_options(options, base)
+            .map(|o| OutputSpec::Alert(Box::new(o)));
+    }
     if is_connector(options, "kafka") {
         return crate::kafka::KafkaOutput::from_options(options).map(OutputSpec::Kafka);
     }
@@ -373,6 +396,7 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         }
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Alert(output) => output.open_sink(name),
         OutputSpec::Throttled(spec, throttle) => {
             Box::new(ThrottledSink::new(open_sink(name, spec), throttle.clone()))
         }

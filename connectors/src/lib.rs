@@ -1,9 +1,11 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
-//! engine's `Source` or `Sink`.
+//! Kafka, MQTT, alert webhooks, Slack and logs ([`alert`]), stdout, the
+//! dead-letter output, and the device simulator ([`sim`]). Each connector
+//! implements the engine's `Source` or `Sink`.
 
+pub mod alert;
 pub(crate) mod backoff;
 pub mod deadletter;
 pub mod endpoint;
@@ -13,4 +15,5 @@ pub mod message;
 pub mod mqtt;
 pub mod sim;
 pub mod sqlite;
+pub(crate) mod template;
 pub mod throttle;

@@ -113,36 +113,12 @@ pub struct TopicTemplate {
 }
 
 /// A piece of a [`TopicTemplate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicPart {
-    Text(String),
-    /// The value of this column (a name as written, matched without case).
-    Column(String),
-}
+pub use crate::template::Part as TopicPart;
 
 impl TopicTemplate {
     /// Parses `alerts/{device_id}`; a publish topic has no wildcards.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(TopicPart::Text(rest[..open].to_string()));
-            }
-            let after = &rest[open + 1..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("topic `{text}`: `{{` without a closing `}}`"))?;
-            let column = after[..close].trim();
-            if column.is_empty() {
-                return Err(format!("topic `{text}`: `{{}}` names no column"));
-            }
-            parts.push(TopicPart::Column(column.to_string()));
-            rest = &after[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(TopicPart::Text(rest.to_string()));
-        }
+        let parts = crate::template::parse(text).map_err(|e| format!("topic `{text}`: {e}"))?;
         let template = TopicTemplate { parts };
         if template.text_parts().any(|t| t.contains(['+', '#'])) {
             return Err(format!(

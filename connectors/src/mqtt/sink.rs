@@ -207,19 +207,8 @@ impl Sink for MqttSink {
         for part in &self.output.topic.parts {
             topic.push(match part {
                 TopicPart::Text(t) => Ok(t.clone()),
-                TopicPart::Column(c) => Err(schema
-                    .fields()
-                    .iter()
-                    .position(|f| f.name().eq_ignore_ascii_case(c))
-                    .ok_or_else(|| {
-                        let names: Vec<&str> =
-                            schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        self.error(format!(
-                            "topic `{}`: the output has no column `{c}` (its columns: {})",
-                            self.output.topic,
-                            names.join(", ")
-                        ))
-                    })?),
+                TopicPart::Column(c) => Err(crate::template::column_index(schema, c)
+                    .map_err(|e| self.error(format!("topic `{}`: {e}", self.output.topic)))?),
             });
         }
         self.topic = topic;
