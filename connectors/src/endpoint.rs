@@ -35,18 +35,12 @@ pub enum OutputSpec {
     Kafka(crate::kafka::KafkaOutput),
     /// Rows published to an MQTT topic.
     Mqtt(Box<crate::mqtt::MqttOutput>),
+    /// Rolling Parquet files in a folder.
+    Parquet(crate::parquet::ParquetOutput),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &[
-    "postgres",
-    "postgresql",
-    "parquet",
-    "webhook",
-    "slack",
-    "log",
-    "sim",
-];
+const LATER: &[&str] = &["postgres", "postgresql", "webhook", "slack", "log", "sim"];
 
 fn later(kind: &str) -> String {
     format!(
@@ -101,6 +95,9 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "kafka" => crate::kafka::KafkaInput::from_uri(rest).map(InputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
             .map(|i| InputSpec::Mqtt(Box::new(i))),
+        "parquet" => Err(format!(
+            "`{uri}`: Parquet is an output only; iotql reads csv:, jsonl:, sqlite:, kafka:// and mqtt:// inputs"
+        )),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
@@ -121,12 +118,13 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
             .map(|o| OutputSpec::Mqtt(Box::new(o))),
+        "parquet" => crate::parquet::ParquetOutput::from_uri(rest).map(OutputSpec::Parquet),
         s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, kafka://, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, parquet:, kafka://, mqtt://, stdout)"
         )),
     }
 }
@@ -150,7 +148,7 @@ fn decode(text: &str) -> String {
         .into_owned()
 }
 
-fn resolve(path: &str, base: &Path) -> String {
+pub(crate) fn resolve(path: &str, base: &Path) -> String {
     if path == "-" || Path::new(path).is_absolute() {
         path.to_string()
     } else {
@@ -224,6 +222,9 @@ pub fn output_from_options(
     if is_connector(options, "mqtt") {
         return crate::mqtt::MqttOutput::from_options(options, base)
             .map(|o| OutputSpec::Mqtt(Box::new(o)));
+    }
+    if is_connector(options, "parquet") {
+        return crate::parquet::ParquetOutput::from_options(options, base).map(OutputSpec::Parquet);
     }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "stdout" {
@@ -317,5 +318,8 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Parquet(output) => {
+            Box::new(crate::parquet::ParquetSink::new(name, output.clone()))
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
+//! Parquet folders, Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
 //! engine's `Source` or `Sink`.
 
 pub(crate) mod backoff;
@@ -11,5 +11,6 @@ pub mod file;
 pub mod kafka;
 pub mod message;
 pub mod mqtt;
+pub mod parquet;
 pub mod sim;
 pub mod sqlite;
