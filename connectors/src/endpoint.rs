@@ -40,12 +40,14 @@ pub enum OutputSpec {
     Mqtt(Box<crate::mqtt::MqttOutput>),
     /// Alerts: a webhook, Slack, or an alert log.
     Alert(Box<crate::alert::AlertOutput>),
+    /// Rolling Parquet files in a folder.
+    Parquet(crate::parquet::ParquetOutput),
     /// Another output, throttled (`throttle = '10m'`).
     Throttled(Box<OutputSpec>, Throttle),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &["postgres", "postgresql", "parquet", "sim"];
+const LATER: &[&str] = &["postgres", "postgresql", "sim"];
 
 fn later(kind: &str) -> String {
     format!(
@@ -110,6 +112,9 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "kafka" => crate::kafka::KafkaInput::from_uri(rest).map(InputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
             .map(|i| InputSpec::Mqtt(Box::new(i))),
+        "parquet" => Err(format!(
+            "`{uri}`: Parquet is an output only; iotql reads csv:, jsonl:, sqlite:, kafka:// and mqtt:// inputs"
+        )),
         s if LATER.contains(&s) => Err(later(s)),
         s if crate::alert::CONNECTORS.contains(&s) => Err(output_only(s)),
         "" => Err(format!(
@@ -168,12 +173,13 @@ fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
         s if crate::alert::CONNECTORS.contains(&s) => {
             crate::alert::AlertOutput::from_uri(s, rest).map(|o| OutputSpec::Alert(Box::new(o)))
         }
+        "parquet" => crate::parquet::ParquetOutput::from_uri(rest).map(OutputSpec::Parquet),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, parquet:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
         )),
     }
 }
@@ -197,7 +203,7 @@ fn decode(text: &str) -> String {
         .into_owned()
 }
 
-fn resolve(path: &str, base: &Path) -> String {
+pub(crate) fn resolve(path: &str, base: &Path) -> String {
     if path == "-" || Path::new(path).is_absolute() {
         path.to_string()
     } else {
@@ -295,6 +301,9 @@ fn plain_output_from_options(
     if is_connector(options, "mqtt") {
         return crate::mqtt::MqttOutput::from_options(options, base)
             .map(|o| OutputSpec::Mqtt(Box::new(o)));
+    }
+    if is_connector(options, "parquet") {
+        return crate::parquet::ParquetOutput::from_options(options, base).map(OutputSpec::Parquet);
     }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
@@ -396,6 +405,9 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         }
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Parquet(output) => {
+            Box::new(crate::parquet::ParquetSink::new(name, output.clone()))
+        }
         OutputSpec::Alert(output) => output.open_sink(name),
         OutputSpec::Throttled(spec, throttle) => {
             Box::new(ThrottledSink::new(open_sink(name, spec), throttle.clone()))

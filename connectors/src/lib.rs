@@ -1,9 +1,10 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! Kafka, MQTT, alert webhooks, Slack and logs ([`alert`]), stdout, the
-//! dead-letter output, and the device simulator ([`sim`]). Each connector
-//! implements the engine's `Source` or `Sink`.
+//! SQLite tables, Parquet folders, Kafka, MQTT, alert webhooks, Slack and
+//! logs ([`alert`]), stdout, the dead-letter output, and the device
+//! simulator ([`sim`]). Each connector implements the engine's `Source` or
+//! `Sink`; [`throttle`] wraps any sink.
 
 pub mod alert;
 pub(crate) mod backoff;
@@ -13,6 +14,7 @@ pub mod file;
 pub mod kafka;
 pub mod message;
 pub mod mqtt;
+pub mod parquet;
 pub mod sim;
 pub mod sqlite;
 pub(crate) mod template;
