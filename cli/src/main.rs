@@ -48,13 +48,17 @@ enum Command {
     Run {
         /// The job file (`.asaql` by convention; the extension is not significant).
         file: std::path::PathBuf,
-        /// Bind or override an input: NAME=URI (csv:PATH, jsonl:PATH; `-` is stdin).
+        /// Bind or override an input: NAME=URI (csv:PATH, jsonl:PATH, `-` is stdin;
+        /// kafka://HOST:PORT/TOPIC, mqtt://HOST:PORT/FILTER).
         #[arg(long = "input", value_parser = parse_binding)]
         inputs: Vec<Binding>,
         /// Bind or override a reference input: NAME=URI.
         #[arg(long = "reference", value_parser = parse_binding)]
         references: Vec<Binding>,
-        /// Bind or override an output: NAME=URI (csv:PATH, jsonl:PATH, stdout).
+        /// Bind or override an output: NAME=URI (csv:PATH, jsonl:PATH, stdout,
+        /// sqlite:PATH?table=T, postgres://USER@HOST:PORT/DB?table=T, parquet:DIR,
+        /// kafka://HOST:PORT/TOPIC, mqtt://HOST:PORT/TOPIC, webhook:URL, slack:URL, log:PATH;
+        /// any with ?throttle=10m&throttle_by=COLUMN). See docs/outputs.md.
         #[arg(long = "output", value_parser = parse_binding)]
         outputs: Vec<Binding>,
         /// How far out of order events may arrive without being late (e.g. 5s).
