@@ -35,18 +35,12 @@ pub enum OutputSpec {
     Kafka(crate::kafka::KafkaOutput),
     /// Rows published to an MQTT topic.
     Mqtt(Box<crate::mqtt::MqttOutput>),
+    /// Rows written to a PostgreSQL table.
+    Postgres(Box<crate::postgres::PostgresOutput>),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &[
-    "postgres",
-    "postgresql",
-    "parquet",
-    "webhook",
-    "slack",
-    "log",
-    "sim",
-];
+const LATER: &[&str] = &["parquet", "webhook", "slack", "log", "sim"];
 
 fn later(kind: &str) -> String {
     format!(
@@ -121,12 +115,14 @@ pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "kafka" => crate::kafka::KafkaOutput::from_uri(rest).map(OutputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttOutput::from_uri(rest, scheme.len() == 5)
             .map(|o| OutputSpec::Mqtt(Box::new(o))),
+        "postgres" | "postgresql" => crate::postgres::PostgresOutput::from_uri(uri)
+            .map(|o| OutputSpec::Postgres(Box::new(o))),
         s if LATER.contains(&s) || s == "sqlite" => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, kafka://, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, kafka://, mqtt://, postgres://, stdout)"
         )),
     }
 }
@@ -225,6 +221,10 @@ pub fn output_from_options(
         return crate::mqtt::MqttOutput::from_options(options, base)
             .map(|o| OutputSpec::Mqtt(Box::new(o)));
     }
+    if is_connector(options, "postgres") || is_connector(options, "postgresql") {
+        return crate::postgres::PostgresOutput::from_options(options, base)
+            .map(|o| OutputSpec::Postgres(Box::new(o)));
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "stdout" {
         return Ok(OutputSpec::JsonLines(OutputTarget::Stdout));
@@ -317,5 +317,8 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         OutputSpec::JsonLines(target) => Box::new(JsonLinesSink::new(name, target.clone())),
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Postgres(output) => {
+            Box::new(crate::postgres::PostgresSink::new(name, (**output).clone()))
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! Kafka, MQTT, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
+//! Kafka, MQTT, PostgreSQL, stdout, the dead-letter output, and the device simulator ([`sim`]). Each connector implements the
 //! engine's `Source` or `Sink`.
 
 pub(crate) mod backoff;
@@ -11,5 +11,7 @@ pub mod file;
 pub mod kafka;
 pub mod message;
 pub mod mqtt;
+pub mod postgres;
 pub mod sim;
 pub mod sqlite;
+pub(crate) mod tls;
