@@ -217,8 +217,7 @@ fn transaction(
         }
         if done != seq - 1 {
             return Err(Failure::Refused(format!(
-                "{} records batch {done} for output `{}`, where this output wrote {}: another job writes to this table with an output of the same name; give each its own output name",
-                "iotql_sink_progress",
+                "iotql_sink_progress records batch {done} for output `{}`, where this output wrote {}: another job writes to this table with an output of the same name; give each its own output name",
                 p.output,
                 seq - 1
             )));
