@@ -339,6 +339,24 @@ fn an_existing_table_with_compatible_columns_is_reused() {
         ),
         0
     );
+
+    // Without a key too (the values are converted on the way in).
+    client
+        .batch_execute(
+            r#"CREATE TABLE log (deviceid text, "windowEnd" timestamp, avgtemp real, events int)"#,
+        )
+        .unwrap();
+    let mut sink = open(&server.url("table=log"));
+    sink.start(&stats_schema()).unwrap();
+    sink.write(&stats(0..20, 0.5)).unwrap();
+    sink.finish().unwrap();
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM log WHERE avgtemp = events + 0.5"
+        ),
+        20
+    );
 }
 
 #[test]

@@ -60,12 +60,14 @@ impl Rows {
         self.len
     }
 
-    /// Replaces `cells` with the values of row `row`, then its number (the
-    /// staging table's last column).
-    pub(super) fn fill<'a>(&'a self, row: usize, cells: &mut Vec<Cell<'a>>) {
+    /// Replaces `cells` with the values of row `row`, then, when
+    /// `numbered`, its number (a staging table's last column).
+    pub(super) fn fill<'a>(&'a self, row: usize, numbered: bool, cells: &mut Vec<Cell<'a>>) {
         cells.clear();
         cells.extend(self.columns.iter().map(|c| c.cell(row)));
-        cells.push(Cell::Int(row as i64));
+        if numbered {
+            cells.push(Cell::Int(row as i64));
+        }
     }
 }
 

@@ -223,14 +223,17 @@ fn transaction(
             )));
         }
     }
-    let mut writer = BinaryCopyInWriter::new(tx.copy_in(&target.copy)?, &target.stage_types);
-    let mut cells = Vec::with_capacity(target.stage_types.len());
+    let mut writer = BinaryCopyInWriter::new(tx.copy_in(&target.copy)?, &target.copy_types);
+    let numbered = target.insert.is_some();
+    let mut cells = Vec::with_capacity(target.copy_types.len());
     for row in 0..rows.len() {
-        rows.fill(row, &mut cells);
+        rows.fill(row, numbered, &mut cells);
         writer.write_raw(cells.iter())?;
     }
     writer.finish()?;
-    tx.batch_execute(&target.insert)?;
+    if let Some(insert) = &target.insert {
+        tx.batch_execute(insert)?;
+    }
     if let Some(p) = &target.progress {
         tx.execute(&p.update, &[&p.target, &p.output, &seq])?;
     }

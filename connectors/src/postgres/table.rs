@@ -106,6 +106,9 @@ pub(super) struct Column {
     /// table's spelling of it).
     pub(super) name: String,
     pub(super) ty: ColumnType,
+    /// The table's column is of exactly this type, so a binary COPY can
+    /// write it.
+    pub(super) exact: bool,
 }
 
 /// The statements of an output without a key that keep its batch number.
@@ -124,15 +127,17 @@ pub(super) struct Progress {
 #[derive(Debug)]
 pub(super) struct Target {
     pub(super) columns: Vec<Column>,
-    /// Per transaction, before the copy: session settings and the staging
-    /// table.
+    /// Per transaction, before the copy: session settings (and the staging
+    /// table).
     pub(super) begin: String,
-    /// `COPY stage FROM STDIN (FORMAT binary)`.
+    /// `COPY ... FROM STDIN (FORMAT binary)`, into the staging table or
+    /// straight into the table.
     pub(super) copy: String,
-    /// The staging table's column types (the columns', then the row number).
-    pub(super) stage_types: Vec<Type>,
-    /// Staging table to table.
-    pub(super) insert: String,
+    /// The types the copy sends: the columns', then, into a staging table,
+    /// the row number.
+    pub(super) copy_types: Vec<Type>,
+    /// Staging table to table; `None` when the copy goes straight in.
+    pub(super) insert: Option<String>,
     /// `None` with a key: upserts need no batch numbers.
     pub(super) progress: Option<Progress>,
 }
@@ -220,6 +225,7 @@ fn output_columns(schema: &Schema) -> Result<Vec<Column>, StartError> {
                 .map(|ty| Column {
                     name: f.name().clone(),
                     ty,
+                    exact: false,
                 })
                 .ok_or_else(|| {
                     StartError::Refused(format!(
@@ -338,6 +344,7 @@ fn match_columns(
             )));
         }
         column.name = e.name.clone();
+        column.exact = e.typname == column.ty.pg_type().name();
         used[found] = true;
     }
     if let Some(e) = existing
@@ -417,17 +424,34 @@ fn progress(
     Ok((statements, seq))
 }
 
-/// The statements that write a batch: into a temporary staging table of
-/// our types (binary COPY needs them exact), then into the table, which
-/// converts them to its own.
+/// The statements that write a batch. Without a key, into a table whose
+/// columns are of our types, a binary COPY straight in (the fastest way
+/// in). Otherwise into a temporary staging table of our types (binary COPY
+/// needs them exact), then one INSERT into the table, which converts them
+/// to its own and, with a key, upserts.
 fn statements(
     table: &str,
     columns: Vec<Column>,
     key: &[usize],
     progress: Option<Progress>,
 ) -> Target {
-    let mut stage_types: Vec<Type> = columns.iter().map(|c| c.ty.pg_type()).collect();
-    stage_types.push(Type::INT8);
+    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+    let mut copy_types: Vec<Type> = columns.iter().map(|c| c.ty.pg_type()).collect();
+    let settings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL client_min_messages = warning";
+    if key.is_empty() && columns.iter().all(|c| c.exact) {
+        return Target {
+            begin: settings.to_string(),
+            copy: format!(
+                "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+                names.join(", ")
+            ),
+            copy_types,
+            insert: None,
+            columns,
+            progress,
+        };
+    }
+    copy_types.push(Type::INT8);
     // Outputs whose columns have the same types share a staging table per
     // connection; it is emptied at every commit.
     let mut hasher = DefaultHasher::new();
@@ -440,12 +464,9 @@ fn statements(
         .chain([format!("{ROW_NUMBER} bigint")])
         .collect();
     let begin = format!(
-        "SET LOCAL TimeZone = 'UTC'; SET LOCAL client_min_messages = warning; \
-         CREATE TEMP TABLE IF NOT EXISTS {stage} ({}) ON COMMIT DELETE ROWS",
+        "{settings}; CREATE TEMP TABLE IF NOT EXISTS {stage} ({}) ON COMMIT DELETE ROWS",
         stage_columns.join(", ")
     );
-    let copy = format!("COPY {stage} FROM STDIN (FORMAT binary)");
-    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
     let values: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
     let insert = if key.is_empty() {
         format!(
@@ -478,9 +499,9 @@ fn statements(
     Target {
         columns,
         begin,
-        copy,
-        stage_types,
-        insert,
+        copy: format!("COPY {stage} FROM STDIN (FORMAT binary)"),
+        copy_types,
+        insert: Some(insert),
         progress,
     }
 }
