@@ -2,9 +2,10 @@
 //! with typed columns, or an existing table with compatible columns.
 //!
 //! Rows are buffered and written in transactions of up to `batch_size`
-//! rows: a binary COPY into a temporary staging table, then one
-//! `INSERT ... SELECT` into the table (`ON CONFLICT (key) DO UPDATE` with a
-//! key). A transaction that fails because the server went away is made
+//! rows by binary COPY: straight into the table without a key (when its
+//! columns are of our types), else into a temporary staging table, then
+//! one `INSERT ... SELECT` into the table (`ON CONFLICT (key) DO UPDATE`
+//! with a key). A transaction that fails because the server went away is made
 //! again, with backoff, until the server is back: the job waits, no row is
 //! dropped. It is safe to make again even when the connection broke during
 //! COMMIT: with a key the upsert writes the same values again; without one,
