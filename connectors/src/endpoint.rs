@@ -42,12 +42,14 @@ pub enum OutputSpec {
     Alert(Box<crate::alert::AlertOutput>),
     /// Rolling Parquet files in a folder.
     Parquet(crate::parquet::ParquetOutput),
+    /// Rows written to a PostgreSQL table.
+    Postgres(Box<crate::postgres::PostgresOutput>),
     /// Another output, throttled (`throttle = '10m'`).
     Throttled(Box<OutputSpec>, Throttle),
 }
 
 /// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &["postgres", "postgresql", "sim"];
+const LATER: &[&str] = &["sim"];
 
 fn later(kind: &str) -> String {
     format!(
@@ -174,12 +176,14 @@ fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
             crate::alert::AlertOutput::from_uri(s, rest).map(|o| OutputSpec::Alert(Box::new(o)))
         }
         "parquet" => crate::parquet::ParquetOutput::from_uri(rest).map(OutputSpec::Parquet),
+        "postgres" | "postgresql" => crate::postgres::PostgresOutput::from_uri(uri)
+            .map(|o| OutputSpec::Postgres(Box::new(o))),
         s if LATER.contains(&s) => Err(later(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
         s => Err(format!(
-            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, parquet:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
+            "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, postgres://, parquet:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
         )),
     }
 }
@@ -305,6 +309,10 @@ fn plain_output_from_options(
     if is_connector(options, "parquet") {
         return crate::parquet::ParquetOutput::from_options(options, base).map(OutputSpec::Parquet);
     }
+    if is_connector(options, "postgres") || is_connector(options, "postgresql") {
+        return crate::postgres::PostgresOutput::from_options(options, base)
+            .map(|o| OutputSpec::Postgres(Box::new(o)));
+    }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
         let mut options = options.clone();
@@ -405,6 +413,9 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
         }
         OutputSpec::Kafka(output) => Box::new(crate::kafka::KafkaSink::new(name, output.clone())),
         OutputSpec::Mqtt(output) => Box::new(crate::mqtt::MqttSink::new(name, (**output).clone())),
+        OutputSpec::Postgres(output) => {
+            Box::new(crate::postgres::PostgresSink::new(name, (**output).clone()))
+        }
         OutputSpec::Parquet(output) => {
             Box::new(crate::parquet::ParquetSink::new(name, output.clone()))
         }

@@ -1,10 +1,10 @@
 //! # iotql-connectors
 //!
 //! Where events come from and where results go: files (CSV, JSON lines),
-//! SQLite tables, Parquet folders, Kafka, MQTT, alert webhooks, Slack and
-//! logs ([`alert`]), stdout, the dead-letter output, and the device
-//! simulator ([`sim`]). Each connector implements the engine's `Source` or
-//! `Sink`; [`throttle`] wraps any sink.
+//! SQLite and PostgreSQL tables, Parquet folders, Kafka, MQTT, alert
+//! webhooks, Slack and logs ([`alert`]), stdout, the dead-letter output,
+//! and the device simulator ([`sim`]). Each connector implements the
+//! engine's `Source` or `Sink`; [`throttle`] wraps any sink.
 
 pub mod alert;
 pub(crate) mod backoff;
@@ -15,7 +15,9 @@ pub mod kafka;
 pub mod message;
 pub mod mqtt;
 pub mod parquet;
+pub mod postgres;
 pub mod sim;
 pub mod sqlite;
 pub(crate) mod template;
 pub mod throttle;
+pub(crate) mod tls;

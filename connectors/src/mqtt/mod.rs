@@ -488,35 +488,7 @@ impl MqttBroker {
 impl MqttTls {
     fn client_config(&self) -> Result<TlsConfiguration, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_file {
-            Some(path) => {
-                for cert in CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                {
-                    let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!(
-                        "ca_file {} holds no PEM certificate",
-                        path.display()
-                    ));
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-                if roots.is_empty() {
-                    return Err(
-                        "TLS: the system has no root certificates; name the broker's CA with ca_file"
-                            .into(),
-                    );
-                }
-            }
-        }
+        let roots = crate::tls::root_store(self.ca_file.as_deref(), "ca_file")?;
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?

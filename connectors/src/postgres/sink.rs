@@ -1,0 +1,325 @@
+//! The PostgreSQL sink: buffers rows, writes them in transactions of up to
+//! `batch_size` rows, and makes a transaction again, with backoff, while
+//! the server is away (the job waits meanwhile: backpressure).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use iotql_engine::arrow::compute::concat_batches;
+use iotql_engine::arrow::datatypes::SchemaRef;
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::error::EngineError;
+use iotql_engine::io::{Sink, SinkMetrics};
+use postgres::binary_copy::BinaryCopyInWriter;
+
+use super::PostgresOutput;
+use super::copy::Rows;
+use super::server::{Server, describe, is_outage};
+use super::table::{self, StartError, Target};
+use crate::backoff::Backoff;
+
+/// How long `start` waits for a server that cannot be reached before it
+/// refuses the job (once started, an output waits as long as it takes).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes an output's rows into a PostgreSQL table. See the module
+/// documentation of [`super`].
+pub struct PostgresSink {
+    name: String,
+    output: PostgresOutput,
+    started: Option<Started>,
+    /// Rows not written yet, and when the oldest of them came.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    oldest: Option<Instant>,
+    outage: Outage,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("name", &self.name)
+            .field("table", &self.output.table.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `start` found out.
+#[derive(Debug)]
+struct Started {
+    server: Server,
+    target: Target,
+    /// The number of the last committed batch (outputs without a key).
+    seq: i64,
+}
+
+/// Waiting out a server that cannot be reached: backoff, the retry
+/// count, and one warning per outage.
+#[derive(Debug)]
+struct Outage {
+    output: String,
+    address: String,
+    backoff: Backoff,
+    metrics: Arc<SinkMetrics>,
+    down: bool,
+}
+
+impl Outage {
+    fn wait(&mut self, reason: &str) {
+        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+        if !self.down {
+            self.down = true;
+            tracing::warn!(
+                output = %self.output,
+                server = %self.address,
+                error = %reason,
+                "cannot reach PostgreSQL; the output waits and tries again with backoff"
+            );
+        }
+        std::thread::sleep(self.backoff.next());
+    }
+
+    fn over(&mut self) {
+        self.backoff.reset();
+        if self.down {
+            self.down = false;
+            tracing::info!(output = %self.output, server = %self.address, "PostgreSQL reached again");
+        }
+    }
+}
+
+/// Why a transaction failed.
+#[derive(Debug)]
+enum Failure {
+    /// The server went away or is restarting: make the transaction again.
+    Outage(String),
+    /// The server refused the rows: the job stops.
+    Refused(String),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Self {
+        if is_outage(&e) {
+            Failure::Outage(describe(&e))
+        } else {
+            Failure::Refused(describe(&e))
+        }
+    }
+}
+
+impl PostgresSink {
+    /// An output that connects when it starts.
+    pub fn new(name: &str, output: PostgresOutput) -> Self {
+        PostgresSink {
+            name: name.to_string(),
+            outage: Outage {
+                output: name.to_string(),
+                address: output.address(),
+                backoff: Backoff::default(),
+                metrics: Arc::new(SinkMetrics::default()),
+                down: false,
+            },
+            output,
+            started: None,
+            pending: Vec::new(),
+            pending_rows: 0,
+            oldest: None,
+        }
+    }
+
+    fn error(&self, message: impl ToString) -> EngineError {
+        EngineError::Sink {
+            output: self.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Writes every buffered row, `batch_size` rows per transaction.
+    fn write_pending(&mut self) -> Result<(), EngineError> {
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        self.oldest = None;
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let rows = concat_batches(&first.schema(), &batches)?;
+        let mut offset = 0;
+        while offset < rows.num_rows() {
+            let len = self.output.batch_size.min(rows.num_rows() - offset);
+            self.commit(&rows.slice(offset, len))?;
+            offset += len;
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` in one transaction, made again until the server
+    /// takes it or refuses it.
+    fn commit(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let started = self
+            .started
+            .as_mut()
+            .ok_or_else(|| EngineError::Internal("postgres output written before start".into()))?;
+        let rows = Rows::new(batch, &started.target.columns).map_err(|e| EngineError::Sink {
+            output: self.name.clone(),
+            message: e,
+        })?;
+        let seq = started.seq + 1;
+        let mut retry = false;
+        loop {
+            match transaction(&started.server, &started.target, &rows, seq, retry) {
+                Ok(()) => break,
+                Err(Failure::Outage(reason)) => {
+                    self.outage.wait(&reason);
+                    retry = true;
+                }
+                Err(Failure::Refused(reason)) => {
+                    return Err(EngineError::Sink {
+                        output: self.name.clone(),
+                        message: format!(
+                            "PostgreSQL ({}) refused rows for table {}: {reason}",
+                            self.outage.address, self.output.table
+                        ),
+                    });
+                }
+            }
+        }
+        started.seq = seq;
+        self.outage.over();
+        self.outage
+            .metrics
+            .rows_written
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One attempt at writing `rows` as batch number `seq`. Without a key, the
+/// output's progress row is locked first: a batch whose number is there
+/// was committed by an attempt whose connection broke during COMMIT
+/// (`retry`), and is not written twice. The lock also waits for such an
+/// attempt's transaction to end, when the server has not noticed yet that
+/// its client is gone.
+fn transaction(
+    server: &Server,
+    target: &Target,
+    rows: &Rows,
+    seq: i64,
+    retry: bool,
+) -> Result<(), Failure> {
+    let mut connection = server.get().map_err(Failure::Outage)?;
+    let mut tx = connection.transaction()?;
+    tx.batch_execute(&target.begin)?;
+    if let Some(p) = &target.progress {
+        let done: i64 = tx.query_one(&p.lock, &[&p.target, &p.output])?.get(0);
+        if retry && done == seq {
+            return Ok(());
+        }
+        if done != seq - 1 {
+            return Err(Failure::Refused(format!(
+                "iotql_sink_progress records batch {done} for output `{}`, where this output wrote {}: another job writes to this table with an output of the same name; give each its own output name",
+                p.output,
+                seq - 1
+            )));
+        }
+    }
+    let mut writer = BinaryCopyInWriter::new(tx.copy_in(&target.copy)?, &target.copy_types);
+    let numbered = target.insert.is_some();
+    let mut cells = Vec::with_capacity(target.copy_types.len());
+    for row in 0..rows.len() {
+        rows.fill(row, numbered, &mut cells);
+        writer.write_raw(cells.iter())?;
+    }
+    writer.finish()?;
+    if let Some(insert) = &target.insert {
+        tx.batch_execute(insert)?;
+    }
+    if let Some(p) = &target.progress {
+        tx.execute(&p.update, &[&p.target, &p.output, &seq])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Sink for PostgresSink {
+    /// Connects, creates or checks the table. A server that cannot be
+    /// reached is waited for up to 30 s; a table that does not fit the
+    /// output refuses the job.
+    fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
+        let server = Server::of(&self.output).map_err(|e| self.error(e))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let prepared = server
+                .connect()
+                .map_err(StartError::from)
+                .and_then(|mut client| {
+                    table::prepare(&mut client, &self.name, &self.output, schema)
+                });
+            match prepared {
+                Ok((target, seq)) => {
+                    self.outage.over();
+                    self.started = Some(Started {
+                        server,
+                        target,
+                        seq,
+                    });
+                    return Ok(());
+                }
+                Err(StartError::Server(e)) if is_outage(&e) => {
+                    if Instant::now() >= deadline {
+                        return Err(self.error(format!(
+                            "cannot reach PostgreSQL at {} ({}) for {} s; is the server running, and are the host and port right?",
+                            self.outage.address,
+                            describe(&e),
+                            START_TIMEOUT.as_secs()
+                        )));
+                    }
+                    self.outage.wait(&describe(&e));
+                }
+                Err(StartError::Server(e)) => {
+                    return Err(self.error(format!(
+                        "PostgreSQL at {}: {}",
+                        self.outage.address,
+                        describe(&e)
+                    )));
+                }
+                Err(StartError::Refused(message)) => return Err(self.error(message)),
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending.push(batch.clone());
+        self.pending_rows += batch.num_rows();
+        self.oldest.get_or_insert_with(Instant::now);
+        if self.pending_rows >= self.output.batch_size {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.write_pending()
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        self.write_pending()
+    }
+
+    fn tick(&mut self) -> Result<(), EngineError> {
+        if self
+            .oldest
+            .is_some_and(|t| t.elapsed() >= self.output.max_latency)
+        {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    fn metrics(&self) -> Option<Arc<SinkMetrics>> {
+        Some(self.outage.metrics.clone())
+    }
+}
