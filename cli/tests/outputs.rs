@@ -302,3 +302,104 @@ fn an_existing_table_that_does_not_fit_refuses_the_job_before_it_runs() {
         );
     }
 }
+
+/// A webhook receiver: answers 503 to the first `failures` requests, 400 to
+/// alerts of `refused_device`, 200 to the rest; returns the bodies it took.
+fn receiver(
+    failures: usize,
+    refused_device: &'static str,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", server.server_addr().to_ip().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, mut request) in server.incoming_requests().enumerate() {
+            let mut body = String::new();
+            std::io::Read::read_to_string(request.as_reader(), &mut body).unwrap();
+            let status = if n < failures {
+                503
+            } else if body.contains(refused_device) {
+                400
+            } else {
+                tx.send(body).unwrap();
+                200
+            };
+            let _ = request.respond(tiny_http::Response::from_string("").with_status_code(status));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_webhook_gets_every_alert_once_and_refused_ones_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, bodies) = receiver(2, "dev-0004");
+    let job = dir.path().join("hook.asaql");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE OUTPUT alerts WITH (connector = 'webhook', url = '{url}', retries = '3', retry_delay = '10ms');\n\
+             SELECT device_id, ts, temperature_c INTO alerts FROM readings TIMESTAMP BY ts WHERE temperature_c > 30"
+        ),
+    )
+    .unwrap();
+    let input = root().join("queries/data/readings.csv");
+    let summary = run(&[
+        "run",
+        job.to_str().unwrap(),
+        "--input",
+        &format!("readings=csv:{}", input.display()),
+    ]);
+    let reference = dir.path().join("alerts.csv");
+    run(&[
+        "run",
+        job.to_str().unwrap(),
+        "-q",
+        "--input",
+        &format!("readings=csv:{}", input.display()),
+        "--output",
+        &format!("alerts=csv:{}", reference.display()),
+    ]);
+    let all = csv_rows(&reference);
+    let delivered: Vec<(String, String)> = bodies
+        .try_iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            (
+                v["device_id"].as_str().unwrap().into(),
+                v["ts"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let (refused, accepted): (Vec<_>, Vec<_>) =
+        all.iter().partition(|a| a["device_id"] == "dev-0004");
+    let want: Vec<(String, String)> = accepted
+        .iter()
+        .map(|a| (a["device_id"].clone(), a["ts"].clone()))
+        .collect();
+    assert_eq!(
+        delivered, want,
+        "each accepted alert arrives once, in order"
+    );
+    assert!(!refused.is_empty());
+    let letters = std::fs::read_to_string(dir.path().join("hook.deadletter.jsonl")).unwrap();
+    let letters: Vec<serde_json::Value> = letters
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), refused.len());
+    for (letter, alert) in letters.iter().zip(&refused) {
+        assert_eq!(letter["input"], "alerts");
+        assert!(
+            letter["reason"].as_str().unwrap().contains("HTTP 400"),
+            "{letter}"
+        );
+        let raw: serde_json::Value = serde_json::from_str(letter["raw"].as_str().unwrap()).unwrap();
+        assert_eq!(raw["ts"].as_str().unwrap(), alert["ts"]);
+    }
+    assert!(summary.contains("retries: 2"), "{summary}");
+    assert!(
+        summary.contains(&format!("failed: {}", refused.len())),
+        "{summary}"
+    );
+}
