@@ -259,7 +259,7 @@ fn probe(
 /// A reading as the job reads it; one in `alert_every` is too hot.
 fn reading(i: u64, load: &Load, sent_at: i64) -> (String, String) {
     let device = format!("dev-{:04}", i % load.devices);
-    let alert = i % load.alert_every == 0;
+    let alert = i.is_multiple_of(load.alert_every);
     let temperature = if alert {
         35.0
     } else {
@@ -365,7 +365,7 @@ fn latency(load: &Load) -> Result<()> {
                 }
                 Err((e, _)) => return Err(format!("produce: {e}").into()),
             }
-            if measured_first.is_some() && sent % load.alert_every == 0 {
+            if measured_first.is_some() && sent.is_multiple_of(load.alert_every) {
                 measured_alerts += 1;
             }
             sent += 1;

@@ -68,10 +68,10 @@ fn output_only(kind: &str) -> String {
 }
 
 fn split_uri(uri: &str) -> (&str, &str) {
-    if let Some(rest) = uri.strip_prefix("stdout") {
-        if rest.is_empty() {
-            return ("stdout", "");
-        }
+    if let Some(rest) = uri.strip_prefix("stdout")
+        && rest.is_empty()
+    {
+        return ("stdout", "");
     }
     match uri.split_once(':') {
         Some((scheme, rest)) => (scheme, rest.strip_prefix("//").unwrap_or(rest)),

@@ -247,7 +247,7 @@ impl Sink for ThrottledSink {
             .fetch_add(suppressed as u64, Ordering::Relaxed);
         self.latest = event_times.iter().copied().fold(self.latest, i64::max);
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.sweep();
         }
         if keep.is_empty() {

@@ -491,18 +491,18 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
-        if let Some(d) = call.over.as_ref().and_then(|o| o.limit_duration) {
-            if !d.unit.is_time_unit() {
-                self.problems.push(
-                    Diagnostic::new(
-                        "iotql::window-unit",
-                        call.over.as_ref().map_or(call.span, |o| o.span),
-                        format!("`{}` is not a unit for LIMIT DURATION", d.unit),
-                        "in this OVER clause",
-                    )
-                    .with_help("use day, hour, minute, second, millisecond or microsecond"),
-                );
-            }
+        if let Some(d) = call.over.as_ref().and_then(|o| o.limit_duration)
+            && !d.unit.is_time_unit()
+        {
+            self.problems.push(
+                Diagnostic::new(
+                    "iotql::window-unit",
+                    call.over.as_ref().map_or(call.span, |o| o.span),
+                    format!("`{}` is not a unit for LIMIT DURATION", d.unit),
+                    "in this OVER clause",
+                )
+                .with_help("use day, hour, minute, second, millisecond or microsecond"),
+            );
         }
     }
 

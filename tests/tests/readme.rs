@@ -41,10 +41,10 @@ fn readme_examples_parse_and_check() {
             .statements
             .iter()
             .any(|s| !matches!(s, Statement::Query(_)));
-        if !has_declarations {
-            if let Err(problems) = parse_and_check(&block, &CheckOptions::default()) {
-                panic!("{}", render(&problems, "README.md", &block, Style::Plain));
-            }
+        if !has_declarations
+            && let Err(problems) = parse_and_check(&block, &CheckOptions::default())
+        {
+            panic!("{}", render(&problems, "README.md", &block, Style::Plain));
         }
     }
 }

@@ -246,12 +246,11 @@ pub(crate) fn decode_records<D: RecordDecoder + ?Sized, P: Copy>(
     let positions: Vec<P> = records.iter().map(|r| r.2).collect();
     // Blank lines between records make the slice hold more than the records.
     let contiguous = records.windows(2).all(|w| w[0].1 == w[1].0);
-    if contiguous {
-        if let Ok(batch) = decoder.decode(&buffer[first.0..last.1], records.len()) {
-            if batch.as_ref().map_or(0, RecordBatch::num_rows) == records.len() {
-                return (batch, Vec::new(), positions);
-            }
-        }
+    if contiguous
+        && let Ok(batch) = decoder.decode(&buffer[first.0..last.1], records.len())
+        && batch.as_ref().map_or(0, RecordBatch::num_rows) == records.len()
+    {
+        return (batch, Vec::new(), positions);
     }
     let mut good = Vec::new();
     let mut good_positions = Vec::new();
@@ -293,13 +292,13 @@ fn cleanup(message: &str, schema: &SchemaRef) -> String {
         .trim_start_matches("Parser error: ")
         .trim_start_matches("Json error: ")
         .trim_start_matches("Csv error: ");
-    if let Some(rest) = m.strip_prefix("incorrect number of fields for line ") {
-        if let Some((_, counts)) = rest.split_once(", ") {
-            // "expected 3 got 2"
-            let words: Vec<&str> = counts.split_whitespace().collect();
-            if let ["expected", want, "got", have] = words.as_slice() {
-                return format!("expected {want} fields, found {have}");
-            }
+    if let Some(rest) = m.strip_prefix("incorrect number of fields for line ")
+        && let Some((_, counts)) = rest.split_once(", ")
+    {
+        // "expected 3 got 2"
+        let words: Vec<&str> = counts.split_whitespace().collect();
+        if let ["expected", want, "got", have] = words.as_slice() {
+            return format!("expected {want} fields, found {have}");
         }
     }
     if let Some(rest) = m.strip_prefix("whilst decoding field '") {

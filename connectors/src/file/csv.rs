@@ -65,11 +65,11 @@ impl CsvDecoder {
     fn bits(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
         let mut columns = batch.columns().to_vec();
         for c in columns.iter_mut() {
-            if let Some(text) = c.as_string_opt::<i32>() {
-                if text.offsets().windows(2).any(|w| w[0] == w[1]) {
-                    let empty: BooleanArray = text.iter().map(|v| Some(v == Some(""))).collect();
-                    *c = iotql_engine::arrow::compute::nullif(c.as_ref(), &empty)?;
-                }
+            if let Some(text) = c.as_string_opt::<i32>()
+                && text.offsets().windows(2).any(|w| w[0] == w[1])
+            {
+                let empty: BooleanArray = text.iter().map(|v| Some(v == Some(""))).collect();
+                *c = iotql_engine::arrow::compute::nullif(c.as_ref(), &empty)?;
             }
         }
         for (i, f) in self.schema.fields().iter().enumerate() {

@@ -108,10 +108,10 @@ impl Shared {
                 .lock()
                 .map_err(|_| "the MQTT acknowledgement list is poisoned".to_string())?;
             while unacked.front().is_some_and(|u| u.position <= mark) {
-                if let Some(u) = unacked.pop_front() {
-                    if u.connection == current {
-                        due.push(u.pkid);
-                    }
+                if let Some(u) = unacked.pop_front()
+                    && u.connection == current
+                {
+                    due.push(u.pkid);
                 }
             }
         }
@@ -138,10 +138,10 @@ impl Shared {
 
     /// Retries acknowledgements the request queue had no room for.
     fn retry_deferred(&self) {
-        if let Ok(mut deferred) = self.deferred.lock() {
-            if !deferred.is_empty() {
-                self.send_deferred(&mut deferred);
-            }
+        if let Ok(mut deferred) = self.deferred.lock()
+            && !deferred.is_empty()
+        {
+            self.send_deferred(&mut deferred);
         }
     }
 }
@@ -527,14 +527,14 @@ impl Driver {
         self.next_position += 1;
         let topic: Arc<str> = Arc::from(publish.topic.as_str());
         self.shared.remember(position, topic.clone());
-        if publish.qos != QoS::AtMostOnce {
-            if let Ok(mut unacked) = self.shared.unacked.lock() {
-                unacked.push_back(Unacked {
-                    position,
-                    connection: self.shared.connection.load(Ordering::SeqCst),
-                    pkid: publish.pkid,
-                });
-            }
+        if publish.qos != QoS::AtMostOnce
+            && let Ok(mut unacked) = self.shared.unacked.lock()
+        {
+            unacked.push_back(Unacked {
+                position,
+                connection: self.shared.connection.load(Ordering::SeqCst),
+                pkid: publish.pkid,
+            });
         }
         let message = Received {
             payload: publish.payload.to_vec(),

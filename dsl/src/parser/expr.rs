@@ -410,15 +410,16 @@ pub(crate) fn function_call<'a>(i: In<'a>, name: Vec<Ident>) -> PResult<'a, Func
         )
     } else {
         let (i, distinct) = opt_kw(i, "DISTINCT");
-        if distinct {
-            if let Ok((_, star)) = sym("*")(i) {
-                return failure(
-                    star,
-                    "COUNT(DISTINCT *) is not allowed: DISTINCT needs an expression",
-                    "not an expression",
-                    Some("count events with COUNT(*), or distinct values with COUNT(DISTINCT device_id)".into()),
-                );
-            }
+        if distinct && let Ok((_, star)) = sym("*")(i) {
+            return failure(
+                star,
+                "COUNT(DISTINCT *) is not allowed: DISTINCT needs an expression",
+                "not an expression",
+                Some(
+                    "count events with COUNT(*), or distinct values with COUNT(DISTINCT device_id)"
+                        .into(),
+                ),
+            );
         }
         let takes_date_part = single
             .as_deref()

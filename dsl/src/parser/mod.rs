@@ -183,11 +183,11 @@ fn to_diagnostic(source: &str, tracker: &Tracker, error: PError) -> Diagnostic {
             "PARTITION",
             "UNION",
         ];
-        if between.trim().is_empty() {
-            if let Some(k) = closest(word, clause_words) {
-                d.span = alias.to(span);
-                d.help = Some(format!("did you mean {k}? `{word}` was read as an alias"));
-            }
+        if between.trim().is_empty()
+            && let Some(k) = closest(word, clause_words)
+        {
+            d.span = alias.to(span);
+            d.help = Some(format!("did you mean {k}? `{word}` was read as an alias"));
         }
     }
     d

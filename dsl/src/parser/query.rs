@@ -387,19 +387,19 @@ fn select_item(i: In<'_>) -> PResult<'_, SelectItem> {
         ));
     }
     // `alias = expr`
-    if let Ok((rest, alias)) = ident(i) {
-        if let Ok((rest, _)) = sym("=")(rest) {
-            let (rest, e) = cut(expr(rest))?;
-            let span = Span::new(start, e.span.end);
-            return Ok((
-                rest,
-                SelectItem::Expr {
-                    expr: e,
-                    alias: Some(alias),
-                    span,
-                },
-            ));
-        }
+    if let Ok((rest, alias)) = ident(i)
+        && let Ok((rest, _)) = sym("=")(rest)
+    {
+        let (rest, e) = cut(expr(rest))?;
+        let span = Span::new(start, e.span.end);
+        return Ok((
+            rest,
+            SelectItem::Expr {
+                expr: e,
+                alias: Some(alias),
+                span,
+            },
+        ));
     }
     let (i, e) = expr(i)?;
     let (i, alias) = alias(i)?;
@@ -499,34 +499,34 @@ fn source(i: In<'_>) -> PResult<'_, Source> {
     let mut partition_by = Vec::new();
     let mut end = alias.as_ref().unwrap_or(&name).span;
     loop {
-        if timestamp_by.is_none() {
-            if let Ok((rest, ts_start)) = kw("TIMESTAMP")(i) {
-                let (rest, _) = cut(kw("BY")(rest))?;
-                let (rest, e) = expr_after(rest, "TIMESTAMP BY")?;
-                let (rest, over) = match kw("OVER")(rest) {
-                    Ok((r, _)) => cut(expr_list(r))?,
-                    Err(_) => (rest, Vec::new()),
-                };
-                let ts_end = over.last().map_or(e.span, |o| o.span);
-                end = ts_end;
-                timestamp_by = Some(TimestampBy {
-                    expr: e,
-                    over,
-                    span: ts_start.to(ts_end),
-                });
-                i = rest;
-                continue;
-            }
+        if timestamp_by.is_none()
+            && let Ok((rest, ts_start)) = kw("TIMESTAMP")(i)
+        {
+            let (rest, _) = cut(kw("BY")(rest))?;
+            let (rest, e) = expr_after(rest, "TIMESTAMP BY")?;
+            let (rest, over) = match kw("OVER")(rest) {
+                Ok((r, _)) => cut(expr_list(r))?,
+                Err(_) => (rest, Vec::new()),
+            };
+            let ts_end = over.last().map_or(e.span, |o| o.span);
+            end = ts_end;
+            timestamp_by = Some(TimestampBy {
+                expr: e,
+                over,
+                span: ts_start.to(ts_end),
+            });
+            i = rest;
+            continue;
         }
-        if partition_by.is_empty() {
-            if let Ok((rest, _)) = kw("PARTITION")(i) {
-                let (rest, _) = cut(kw("BY")(rest))?;
-                let (rest, keys) = cut(expr_list(rest))?;
-                end = keys.last().map_or(end, |k| k.span);
-                partition_by = keys;
-                i = rest;
-                continue;
-            }
+        if partition_by.is_empty()
+            && let Ok((rest, _)) = kw("PARTITION")(i)
+        {
+            let (rest, _) = cut(kw("BY")(rest))?;
+            let (rest, keys) = cut(expr_list(rest))?;
+            end = keys.last().map_or(end, |k| k.span);
+            partition_by = keys;
+            i = rest;
+            continue;
         }
         break;
     }

@@ -203,19 +203,19 @@ impl Rewriter<'_> {
         if let Some(i) = self.key_index(e) {
             return column(key_column(i), e.span);
         }
-        if let ExprKind::Function(call) = &e.kind {
-            if is_window_aggregate(call) {
-                let text = e.to_string();
-                let i = match self.agg_texts.iter().position(|t| *t == text) {
-                    Some(i) => i,
-                    None => {
-                        self.aggregates.push(call.clone());
-                        self.agg_texts.push(text);
-                        self.aggregates.len() - 1
-                    }
-                };
-                return column(agg_column(i), e.span);
-            }
+        if let ExprKind::Function(call) = &e.kind
+            && is_window_aggregate(call)
+        {
+            let text = e.to_string();
+            let i = match self.agg_texts.iter().position(|t| *t == text) {
+                Some(i) => i,
+                None => {
+                    self.aggregates.push(call.clone());
+                    self.agg_texts.push(text);
+                    self.aggregates.len() - 1
+                }
+            };
+            return column(agg_column(i), e.span);
         }
         let mut out = e.clone();
         out.map_children(&mut |child| self.rewrite(child));
@@ -298,25 +298,23 @@ impl Aggregation {
         // Columns left after rewriting are neither keys nor aggregated.
         let mut check_leftovers = |e: &Expr| {
             e.walk(&mut |x| {
-                if let ExprKind::Column(path) = &x.kind {
-                    if !path[0].value.starts_with("__iotql_") {
-                        let name = path
-                            .iter()
-                            .map(|p| p.value.as_str())
-                            .collect::<Vec<_>>()
-                            .join(".");
-                        problems.push(
-                            plan_error(
-                                x.span,
-                                format!(
-                                    "`{name}` is neither a GROUP BY key nor inside an aggregate"
-                                ),
-                            )
-                            .with_help(format!(
-                                "add `{name}` to GROUP BY, or aggregate it, e.g. MAX({name})"
-                            )),
-                        );
-                    }
+                if let ExprKind::Column(path) = &x.kind
+                    && !path[0].value.starts_with("__iotql_")
+                {
+                    let name = path
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    problems.push(
+                        plan_error(
+                            x.span,
+                            format!("`{name}` is neither a GROUP BY key nor inside an aggregate"),
+                        )
+                        .with_help(format!(
+                            "add `{name}` to GROUP BY, or aggregate it, e.g. MAX({name})"
+                        )),
+                    );
                 }
             })
         };

@@ -90,10 +90,10 @@ impl SlidingWindowOperator {
         let horizon = wm.saturating_sub(self.size);
         for rows in self.rows.values_mut() {
             while rows.front().is_some_and(|(t, _, _)| *t <= horizon) {
-                if let Some((_, b, _)) = rows.pop_front() {
-                    if let Some(batch) = self.batches.get_mut(b - self.first_batch) {
-                        batch.live -= 1;
-                    }
+                if let Some((_, b, _)) = rows.pop_front()
+                    && let Some(batch) = self.batches.get_mut(b - self.first_batch)
+                {
+                    batch.live -= 1;
                 }
             }
         }
