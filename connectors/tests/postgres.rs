@@ -614,3 +614,45 @@ fn tls_connections_with_and_without_certificate_checks() {
     assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
     assert_eq!(metrics(sink.as_ref()).retries.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn rows_the_server_refuses_are_dead_letters_and_the_rest_are_written() {
+    let server = Postgres::start();
+    server
+        .client()
+        .batch_execute(
+            r#"CREATE TABLE checked (deviceid text, "windowEnd" timestamptz, avgtemp float8 CHECK (avgtemp < 100), events bigint)"#,
+        )
+        .unwrap();
+    let mut sink = open(&server.url("table=checked"));
+    sink.start(&stats_schema()).unwrap();
+    // Rows 0..40 with avgTemp = id + 70: ids 30..39 break the CHECK; and
+    // one device name holds a NUL, which PostgreSQL's text cannot.
+    let batch = stats(0..40, 70.0);
+    let mut devices: Vec<String> = (0..40).map(|i| format!("d{}", i % 10)).collect();
+    devices[5] = "bad\0name".into();
+    let mut columns = batch.columns().to_vec();
+    columns[0] = Arc::new(StringArray::from_iter_values(devices));
+    sink.write(&RecordBatch::try_new(stats_schema(), columns).unwrap())
+        .unwrap();
+    sink.finish().unwrap();
+    assert_eq!(count(&server, "SELECT count(*) FROM checked"), 29);
+    let letters = sink.take_dead_letters();
+    assert_eq!(letters.len(), 11, "{letters:?}");
+    assert!(
+        letters[0].raw.contains(r#""events":5"#),
+        "{}",
+        letters[0].raw
+    );
+    assert!(
+        letters[1..]
+            .iter()
+            .all(|l| l.reason.contains("checked_avgtemp_check")),
+        "{letters:?}"
+    );
+    assert_eq!(metrics(sink.as_ref()).failures.load(Ordering::Relaxed), 11);
+    assert_eq!(
+        metrics(sink.as_ref()).rows_written.load(Ordering::Relaxed),
+        29
+    );
+}

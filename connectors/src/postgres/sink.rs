@@ -11,6 +11,7 @@ use iotql_engine::arrow::datatypes::SchemaRef;
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, SinkMetrics};
+use iotql_engine::operator::DeadLetter;
 use postgres::binary_copy::BinaryCopyInWriter;
 
 use super::PostgresOutput;
@@ -34,6 +35,8 @@ pub struct PostgresSink {
     pending_rows: usize,
     oldest: Option<Instant>,
     outage: Outage,
+    /// Rows the server refused as bad data.
+    dead_letters: Vec<DeadLetter>,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -96,12 +99,20 @@ enum Failure {
     Outage(String),
     /// The server refused the rows: the job stops.
     Refused(String),
+    /// A row of the batch is bad data (a data exception or a constraint
+    /// the table holds: SQLSTATE classes 22 and 23): the batch is written
+    /// again in halves until the bad rows stand alone, and they become dead
+    /// letters.
+    BadRow(String),
 }
 
 impl From<postgres::Error> for Failure {
     fn from(e: postgres::Error) -> Self {
+        let class = e.code().map(|c| &c.code()[..2]);
         if is_outage(&e) {
             Failure::Outage(describe(&e))
+        } else if matches!(class, Some("22" | "23")) {
+            Failure::BadRow(describe(&e))
         } else {
             Failure::Refused(describe(&e))
         }
@@ -125,6 +136,7 @@ impl PostgresSink {
             pending: Vec::new(),
             pending_rows: 0,
             oldest: None,
+            dead_letters: Vec::new(),
         }
     }
 
@@ -169,6 +181,23 @@ impl PostgresSink {
         loop {
             match transaction(&started.server, &started.target, &rows, seq, retry) {
                 Ok(()) => break,
+                Err(Failure::BadRow(_)) if batch.num_rows() > 1 => {
+                    let half = batch.num_rows() / 2;
+                    self.commit(&batch.slice(0, half))?;
+                    return self.commit(&batch.slice(half, batch.num_rows() - half));
+                }
+                Err(Failure::BadRow(reason)) => {
+                    self.outage.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    self.dead_letters.push(DeadLetter {
+                        input: self.name.clone(),
+                        position: format!("table {}", self.output.table),
+                        reason: format!("PostgreSQL refused the row: {reason}"),
+                        raw: crate::file::jsonl::json_lines(batch)
+                            .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
+                            .unwrap_or_default(),
+                    });
+                    return Ok(());
+                }
                 Err(Failure::Outage(reason)) => {
                     self.outage.wait(&reason);
                     retry = true;
@@ -317,6 +346,10 @@ impl Sink for PostgresSink {
             self.write_pending()?;
         }
         Ok(())
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
     }
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
