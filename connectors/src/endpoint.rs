@@ -207,6 +207,35 @@ fn decode(text: &str) -> String {
         .into_owned()
 }
 
+/// A count option (`batch_size`, `max_rows`): a whole number above 0
+/// (`1000000` or `1_000_000`); `None` when the options do not set it.
+pub(crate) fn count_option(
+    options: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<usize>, String> {
+    let Some(text) = options.get(key) else {
+        return Ok(None);
+    };
+    match text.trim().replace('_', "").parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "{key} `{text}` is not a positive number of rows (a whole number above 0)"
+        )),
+    }
+}
+
+/// A duration option (`max_latency = '500ms'`); `None` when the options do
+/// not set it.
+pub(crate) fn duration_option(
+    options: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<std::time::Duration>, String> {
+    options
+        .get(key)
+        .map(|d| iotql_engine::time::parse_duration(d).map_err(|e| format!("{key} `{d}`: {e}")))
+        .transpose()
+}
+
 pub(crate) fn resolve(path: &str, base: &Path) -> String {
     if path == "-" || Path::new(path).is_absolute() {
         path.to_string()

@@ -172,6 +172,14 @@ pub(crate) fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     Ok(writer.into_inner())
 }
 
+/// Row `row` of `batch` as one line of JSON (no newline), for a dead
+/// letter's `raw`.
+pub(crate) fn row_json(batch: &RecordBatch, row: usize) -> String {
+    json_lines(&batch.slice(row, 1))
+        .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
+        .unwrap_or_default()
+}
+
 fn json_writer<W: Write>(out: W) -> Writer<W, LineDelimited> {
     WriterBuilder::new()
         .with_explicit_nulls(true)

@@ -115,7 +115,8 @@ impl ParquetOutput {
                 Some(spec) => PartitionKey::parse_list(spec)?,
                 None => Vec::new(),
             },
-            max_rows: count(options, "max_rows")?.unwrap_or(DEFAULT_MAX_ROWS),
+            max_rows: crate::endpoint::count_option(options, "max_rows")?
+                .unwrap_or(DEFAULT_MAX_ROWS),
             roll_interval: match options.get("roll_interval") {
                 None => DEFAULT_ROLL_INTERVAL,
                 Some(text) => match iotql_engine::time::parse_duration(text)? {
@@ -123,23 +124,13 @@ impl ParquetOutput {
                     d => d,
                 },
             },
-            row_group_size: count(options, "row_group_size")?.unwrap_or(DEFAULT_ROW_GROUP_SIZE),
+            row_group_size: crate::endpoint::count_option(options, "row_group_size")?
+                .unwrap_or(DEFAULT_ROW_GROUP_SIZE),
             compression: match options.get("compression") {
                 Some(c) => Codec::parse(c)?,
                 None => Codec::Zstd(1),
             },
         })
-    }
-}
-
-/// A count option: a whole number above 0 (`1000000` or `1_000_000`).
-fn count(options: &BTreeMap<String, String>, key: &str) -> Result<Option<usize>, String> {
-    let Some(text) = options.get(key) else {
-        return Ok(None);
-    };
-    match text.trim().replace('_', "").parse::<usize>() {
-        Ok(n) if n > 0 => Ok(Some(n)),
-        _ => Err(format!("{key} `{text}` is not a number of rows above 0")),
     }
 }
 

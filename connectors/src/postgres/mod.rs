@@ -158,12 +158,10 @@ impl PostgresOutput {
             config,
             table,
             key: key_columns(all.get("key"))?,
-            batch_size: batch_size(all.get("batch_size"))?,
-            max_latency: all
-                .get("max_latency")
-                .map_or(Ok(DEFAULT_MAX_LATENCY), |d| {
-                    iotql_engine::time::parse_duration(d).map_err(|e| format!("max_latency: {e}"))
-                })?,
+            batch_size: crate::endpoint::count_option(&all, "batch_size")?
+                .unwrap_or(DEFAULT_BATCH_SIZE),
+            max_latency: crate::endpoint::duration_option(&all, "max_latency")?
+                .unwrap_or(DEFAULT_MAX_LATENCY),
             tls,
         })
     }
@@ -274,18 +272,6 @@ fn key_columns(key: Option<&String>) -> Result<Vec<String>, String> {
         columns.push(column.to_string());
     }
     Ok(columns)
-}
-
-fn batch_size(text: Option<&String>) -> Result<usize, String> {
-    match text {
-        None => Ok(DEFAULT_BATCH_SIZE),
-        Some(n) => n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("batch_size `{n}` is not a positive number of rows")),
-    }
 }
 
 #[cfg(test)]

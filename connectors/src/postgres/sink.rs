@@ -192,9 +192,7 @@ impl PostgresSink {
                         input: self.name.clone(),
                         position: format!("table {}", self.output.table),
                         reason: format!("PostgreSQL refused the row: {reason}"),
-                        raw: crate::file::jsonl::json_lines(batch)
-                            .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
-                            .unwrap_or_default(),
+                        raw: crate::file::jsonl::row_json(batch, 0),
                     });
                     return Ok(());
                 }

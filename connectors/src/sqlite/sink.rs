@@ -102,19 +102,10 @@ impl SqliteOutput {
                     .collect()
             })
             .unwrap_or_default();
-        let batch_size = match options.get("batch_size") {
-            None => DEFAULT_BATCH_SIZE,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("batch_size `{n}` is not a number of rows"))?,
-        };
-        let max_latency = match options.get("max_latency") {
-            None => DEFAULT_MAX_LATENCY,
-            Some(d) => iotql_engine::time::parse_duration(d)
-                .map_err(|e| format!("max_latency `{d}`: {e}"))?,
-        };
+        let batch_size =
+            crate::endpoint::count_option(options, "batch_size")?.unwrap_or(DEFAULT_BATCH_SIZE);
+        let max_latency = crate::endpoint::duration_option(options, "max_latency")?
+            .unwrap_or(DEFAULT_MAX_LATENCY);
         Ok(SqliteOutput {
             path: path.into(),
             table: table.trim().to_string(),
@@ -695,7 +686,7 @@ impl Sink for SqliteSink {
                         input: self.name.clone(),
                         position: format!("table {}", self.output.table),
                         reason: message.unwrap_or_else(|| e.to_string()),
-                        raw: row_json(batch, row),
+                        raw: crate::file::jsonl::row_json(batch, row),
                     });
                 }
                 Err(e) => return Err(self.error(e)),
@@ -732,13 +723,6 @@ impl Sink for SqliteSink {
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         Some(self.metrics.clone())
     }
-}
-
-/// Row `row` of `batch` as one line of JSON.
-fn row_json(batch: &RecordBatch, row: usize) -> String {
-    crate::file::jsonl::json_lines(&batch.slice(row, 1))
-        .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
