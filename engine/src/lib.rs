@@ -7,6 +7,7 @@
 //! emitted when the watermark passes their end.
 
 pub mod anomaly;
+pub mod checkpoint;
 pub mod dataflow;
 pub mod error;
 pub mod expr;
