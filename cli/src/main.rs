@@ -7,7 +7,9 @@ mod check;
 mod explain;
 mod job;
 mod reference;
+mod repl;
 mod run;
+mod runner;
 mod simulate;
 
 use std::process::ExitCode;
@@ -104,11 +106,22 @@ enum Command {
         /// A job file or a folder of them.
         path: std::path::PathBuf,
     },
-    /// An interactive shell for ad-hoc window queries.
+    /// An interactive shell for ad-hoc window queries over live and replayed
+    /// inputs (docs/repl.md).
     Repl {
-        /// Bind an input: NAME=URI.
+        /// Bind an input: NAME=URI (csv:PATH, jsonl:PATH, kafka://HOST:PORT/TOPIC,
+        /// mqtt://HOST:PORT/FILTER, sim:?devices=3&rate=50).
         #[arg(long = "input", value_parser = parse_binding)]
         inputs: Vec<Binding>,
+        /// Bind a reference input: NAME=URI.
+        #[arg(long = "reference", value_parser = parse_binding)]
+        references: Vec<Binding>,
+        /// Bind an output: NAME=URI; a query writes there with INTO NAME.
+        #[arg(long = "output", value_parser = parse_binding)]
+        outputs: Vec<Binding>,
+        /// Where refused events go [default: a file in the temporary folder].
+        #[arg(long)]
+        dead_letter: Option<std::path::PathBuf>,
     },
     /// Play a fleet of simulated devices into an output: readings with daily
     /// cycles, anomalies, draining batteries, and switchable faults.
@@ -230,7 +243,17 @@ fn main() -> ExitCode {
         ),
         Command::Explain { file } => explain::run(&file),
         Command::Test { .. } => not_built("test", "the repl/test issue"),
-        Command::Repl { .. } => not_built("repl", "the repl/test issue"),
+        Command::Repl {
+            inputs,
+            references,
+            outputs,
+            dead_letter,
+        } => repl::run(repl::ReplOptions {
+            inputs,
+            references,
+            outputs,
+            dead_letter,
+        }),
         Command::Simulate {
             sites,
             zones,

@@ -11,63 +11,12 @@ use iotql_connectors::endpoint;
 use iotql_connectors::sim::{Fleet, FleetConfig, WireFormat, write_messages};
 use iotql_engine::error::EngineError;
 use iotql_engine::io::Sink;
-use iotql_engine::time::EventTime;
 
-/// How fast messages go out.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Pace {
-    /// As fast as the output takes them.
-    Max,
-    /// Events per second of wall-clock time.
-    Rate(f64),
-    /// Event time advances this many times faster than the wall clock.
-    Replay(f64),
-}
-
-/// `--rate N|max`.
-pub(crate) fn parse_rate(text: &str) -> Result<Pace, String> {
-    if text.eq_ignore_ascii_case("max") {
-        return Ok(Pace::Max);
-    }
-    match text.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok(Pace::Rate(r)),
-        _ => Err(format!(
-            "`{text}` is not a rate: write events per second (e.g. 100) or max"
-        )),
-    }
-}
-
-/// `--replay-speed X`.
-pub(crate) fn parse_speed(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
-        _ => Err(format!(
-            "`{text}` is not a speed: write how many times faster than real time (e.g. 60)"
-        )),
-    }
-}
-
-/// A share of the readings, 0 to 1.
-pub(crate) fn parse_share(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(s) if (0.0..=1.0).contains(&s) => Ok(s),
-        _ => Err(format!(
-            "`{text}` is not a share: write a fraction from 0 to 1 (e.g. 0.01 for 1 %)"
-        )),
-    }
-}
-
-/// `--start TIME`: RFC 3339.
-pub(crate) fn parse_start(text: &str) -> Result<EventTime, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| EventTime(t.timestamp_micros()))
-        .map_err(|e| format!("`{text}` is not an RFC 3339 time (e.g. 2026-01-01T08:00:00Z): {e}"))
-}
-
-/// Now, to the second: the default start of event time.
-pub(crate) fn now() -> EventTime {
-    EventTime(chrono::Utc::now().timestamp() * 1_000_000)
-}
+// The pace and option parsers are the simulator's own, shared with the
+// `sim:` input.
+pub(crate) use iotql_connectors::sim::{
+    Pace, now, parse_rate, parse_share, parse_speed, parse_start,
+};
 
 /// The options of `iotql simulate`.
 #[derive(Debug, Clone)]

@@ -27,6 +27,8 @@ pub enum InputSpec {
     Kafka(crate::kafka::KafkaInput),
     /// A subscription to an MQTT topic filter.
     Mqtt(Box<crate::mqtt::MqttInput>),
+    /// The device simulator, paced on the wall clock.
+    Sim(Box<crate::sim::SimInput>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +50,8 @@ pub enum OutputSpec {
     Throttled(Box<OutputSpec>, Throttle),
 }
 
-/// Connectors that later versions bring; naming one says so clearly.
-const LATER: &[&str] = &["sim"];
-
-fn later(kind: &str) -> String {
-    format!(
-        "the `{kind}` connector is not available in this version of iotql yet; use csv: or jsonl: files"
-    )
-}
+/// Why the simulator cannot be an output.
+const SIM_IS_AN_INPUT: &str = "`sim` is an input (the device simulator); to write simulated events to an output use `iotql simulate --to URI`";
 
 /// Why an alert connector cannot be an input.
 fn output_only(kind: &str) -> String {
@@ -104,7 +100,8 @@ fn parse_sqlite(rest: &str) -> Result<InputSpec, String> {
     }))
 }
 
-/// `csv:PATH`, `jsonl:PATH` (`-` = stdin), `sqlite:PATH?table=NAME`.
+/// `csv:PATH`, `jsonl:PATH` (`-` = stdin), `sqlite:PATH?table=NAME`,
+/// `kafka://`, `mqtt://`, `sim:?devices=3&rate=50`.
 pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
     let (scheme, rest) = split_uri(uri);
     match scheme.to_ascii_lowercase().as_str() {
@@ -114,16 +111,18 @@ pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
         "kafka" => crate::kafka::KafkaInput::from_uri(rest).map(InputSpec::Kafka),
         "mqtt" | "mqtts" => crate::mqtt::MqttInput::from_uri(rest, scheme.len() == 5)
             .map(|i| InputSpec::Mqtt(Box::new(i))),
+        "sim" => crate::sim::SimInput::from_uri(rest)
+            .map(|i| InputSpec::Sim(Box::new(i)))
+            .map_err(|e| format!("`{uri}`: {e}")),
         "parquet" => Err(format!(
-            "`{uri}`: Parquet is an output only; iotql reads csv:, jsonl:, sqlite:, kafka:// and mqtt:// inputs"
+            "`{uri}`: Parquet is an output only; iotql reads csv:, jsonl:, sqlite:, kafka://, mqtt:// and sim: inputs"
         )),
-        s if LATER.contains(&s) => Err(later(s)),
         s if crate::alert::CONNECTORS.contains(&s) => Err(output_only(s)),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri} or jsonl:{uri}"
         )),
         s => Err(format!(
-            "unknown input scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://)"
+            "unknown input scheme `{s}:` (known: csv:, jsonl:, sqlite:, kafka://, mqtt://, sim:)"
         )),
     }
 }
@@ -178,7 +177,7 @@ fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
         "parquet" => crate::parquet::ParquetOutput::from_uri(rest).map(OutputSpec::Parquet),
         "postgres" | "postgresql" => crate::postgres::PostgresOutput::from_uri(uri)
             .map(|o| OutputSpec::Postgres(Box::new(o))),
-        s if LATER.contains(&s) => Err(later(s)),
+        "sim" => Err(SIM_IS_AN_INPUT.into()),
         "" => Err(format!(
             "`{uri}` has no scheme: write csv:{uri}, jsonl:{uri} or stdout"
         )),
@@ -186,6 +185,41 @@ fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
             "unknown output scheme `{s}:` (known: csv:, jsonl:, sqlite:, postgres://, parquet:, kafka://, mqtt://, webhook:, slack:, log:, stdout)"
         )),
     }
+}
+
+/// A URI as the options of a declaration that means the same
+/// (`csv:data/r.csv` -> `connector = 'csv', path = 'data/r.csv'`), for
+/// writing bound inputs and outputs into a job file. Paths are left as
+/// written.
+pub fn uri_as_options(uri: &str) -> Result<Vec<(String, String)>, String> {
+    let (scheme, rest) = split_uri(uri);
+    let scheme = scheme.to_ascii_lowercase();
+    let (head, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let mut options = match scheme.as_str() {
+        "stdout" => return Ok(vec![pair("connector", "stdout")]),
+        "sim" => vec![pair("connector", "sim")],
+        "csv" | "jsonl" | "json" | "sqlite" | "parquet" | "log" => {
+            vec![pair("connector", &scheme), pair("path", head)]
+        }
+        "kafka" => {
+            let (brokers, topic) = head
+                .split_once('/')
+                .ok_or_else(|| format!("`{uri}`: write kafka://HOST:PORT/TOPIC"))?;
+            vec![
+                pair("connector", "kafka"),
+                pair("brokers", brokers),
+                pair("topic", topic),
+            ]
+        }
+        _ => {
+            return Err(format!(
+                "`{uri}` cannot be written as a declaration here: declare it with CREATE INPUT/OUTPUT ... WITH (connector = ...) instead"
+            ));
+        }
+    };
+    options.extend(query_pairs(query)?);
+    Ok(options)
 }
 
 /// The query of a URI (`a=1&b=2`) as (key, value) pairs, decoded
@@ -252,8 +286,8 @@ fn connector_and_path(
         .get("connector")
         .ok_or("the declaration names no `connector` (e.g. connector = 'csv')")?
         .to_ascii_lowercase();
-    if LATER.contains(&connector.as_str()) {
-        return Err(later(&connector));
+    if connector == "sim" {
+        return Err(SIM_IS_AN_INPUT.into());
     }
     let path = options.get("path").map(|p| resolve(p, base));
     match (connector.as_str(), path) {
@@ -291,6 +325,9 @@ pub fn input_from_options(
     if is_connector(options, "mqtt") {
         return crate::mqtt::MqttInput::from_options(options, base)
             .map(|i| InputSpec::Mqtt(Box::new(i)));
+    }
+    if is_connector(options, "sim") {
+        return crate::sim::SimInput::from_options(options).map(|i| InputSpec::Sim(Box::new(i)));
     }
     let (connector, path) = connector_and_path(options, base)?;
     if connector == "sqlite" {
@@ -408,6 +445,7 @@ pub fn open_source(
         InputSpec::Mqtt(input) => Box::new(crate::mqtt::MqttSource::open(
             name, input, schema, batch_size, columns,
         )?),
+        InputSpec::Sim(input) => Box::new(crate::sim::SimSource::open(name, input, batch_size)?),
     })
 }
 
@@ -458,6 +496,88 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uris_become_the_options_of_a_declaration() {
+        let pairs = |uri: &str| -> Vec<String> {
+            uri_as_options(uri)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        };
+        assert_eq!(
+            pairs("csv:data/r.csv"),
+            ["connector=csv", "path=data/r.csv"]
+        );
+        assert_eq!(
+            pairs("sqlite:edge.db?table=alerts&key=device_id"),
+            [
+                "connector=sqlite",
+                "path=edge.db",
+                "table=alerts",
+                "key=device_id"
+            ]
+        );
+        assert_eq!(
+            pairs("sim:?devices=2&rate=50"),
+            ["connector=sim", "devices=2", "rate=50"]
+        );
+        assert_eq!(
+            pairs("kafka://localhost:9092/readings?group=g"),
+            [
+                "connector=kafka",
+                "brokers=localhost:9092",
+                "topic=readings",
+                "group=g"
+            ]
+        );
+        assert_eq!(pairs("stdout"), ["connector=stdout"]);
+        assert!(uri_as_options("webhook:https://example.com/hook").is_err());
+        // Each means what the URI means.
+        for uri in [
+            "csv:data/r.csv",
+            "sim:?devices=2&rate=max&start=2026-01-01T00:00:00Z",
+        ] {
+            let options: BTreeMap<String, String> =
+                uri_as_options(uri).unwrap().into_iter().collect();
+            assert_eq!(
+                input_from_options(&options, Path::new("")).unwrap(),
+                parse_input_uri(uri).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn sim_is_an_input_by_uri_and_by_declaration() {
+        let InputSpec::Sim(sim) = parse_input_uri("sim:?devices=2&rate=max").unwrap() else {
+            panic!("not the simulator");
+        };
+        assert_eq!(sim.fleet.devices(), 30);
+        assert_eq!(sim.pace, crate::sim::Pace::Max);
+        assert!(matches!(
+            parse_input_uri("sim:").unwrap(),
+            InputSpec::Sim(_)
+        ));
+        let declared = BTreeMap::from([
+            ("connector".to_string(), "sim".to_string()),
+            ("sites".to_string(), "1".to_string()),
+        ]);
+        assert!(matches!(
+            input_from_options(&declared, Path::new(".")).unwrap(),
+            InputSpec::Sim(s) if s.fleet.devices() == 15
+        ));
+        let e = parse_input_uri("sim:?devices=zero").unwrap_err();
+        assert!(
+            e.contains("sim:?devices=zero") && e.contains("devices"),
+            "{e}"
+        );
+        assert!(
+            parse_output_uri("sim:")
+                .unwrap_err()
+                .contains("iotql simulate")
+        );
+    }
 
     #[test]
     fn any_output_uri_takes_a_throttle() {

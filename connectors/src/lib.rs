@@ -12,6 +12,7 @@ pub mod deadletter;
 pub mod endpoint;
 pub mod file;
 pub mod kafka;
+pub mod lookup;
 pub mod message;
 pub mod mqtt;
 pub mod parquet;

@@ -165,7 +165,7 @@ pub fn open_source(
 
 /// `batch`'s rows as JSON lines, written as the JSON-lines sink writes
 /// them: one object per row (a message of a broker output).
-pub(crate) fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+pub fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     let mut writer = json_writer(Vec::new());
     writer.write(batch)?;
     writer.finish()?;

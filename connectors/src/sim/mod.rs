@@ -6,7 +6,8 @@
 //!
 //! A [`FleetConfig`] builds a [`Fleet`], which hands out the messages in
 //! order, in chunks: Arrow record batches of readings, and malformed
-//! payloads between them. The same configuration and seed give the same
+//! payloads between them. [`SimSource`] (`source.rs`) plays a fleet as an
+//! input (`sim:?devices=3&rate=50`). The same configuration and seed give the same
 //! messages in the same order, whatever the chunk sizes.
 //!
 //! Time: tick `k` is at `start + k × interval`. Device `d` of `n` reads in
@@ -21,6 +22,7 @@
 
 mod fault;
 mod model;
+mod source;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::endpoint::OutputSpec;
 use model::{Device, Gauss, Values, Zone};
+pub use source::{
+    DEFAULT_PACE, Pace, SimInput, SimSource, now, parse_rate, parse_share, parse_speed, parse_start,
+};
 
 /// 2026-01-01T00:00:00Z, the default start of event time.
 pub const DEFAULT_START: EventTime = EventTime(1_767_225_600_000_000);
@@ -72,7 +77,7 @@ pub struct SimConfigError(String);
 
 /// What the fleet is and how it misbehaves. Shares are fractions of the
 /// readings (0.01 = 1 %).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FleetConfig {
     pub sites: usize,
     pub zones_per_site: usize,

@@ -1,0 +1,542 @@
+//! Running a planned job, shared by `iotql run` and the REPL: binds the
+//! plan's inputs and outputs (command line over declarations over a
+//! fallback), compiles the dataflow, reads each input on its own thread into
+//! a bounded channel (capacity 4 batches: a slow job slows the readers),
+//! pushes batches on the calling thread, writes dead letters in input order,
+//! commits broker positions, and stops when every input has ended or the
+//! interrupt flag is raised.
+//!
+//! What the caller sees of a run goes through an [`Observer`]: after every
+//! push it may update a progress bar or hold the next batch back (the
+//! REPL's `.speed`). Rows reach the terminal, a file or a database through
+//! the sinks the caller chose.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, bounded};
+use iotql_connectors::deadletter::{DeadLetterWriter, in_input_order};
+use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
+use iotql_dsl::Diagnostic;
+use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::dataflow::Dataflow;
+use iotql_engine::error::EngineError;
+use iotql_engine::expr::ExprCompiler;
+use iotql_engine::io::{Committer, Sink, Source, SourceBatch};
+use iotql_engine::operator::DeadLetter;
+use iotql_engine::plan::{LogicalPlan, NodeKind};
+
+use crate::Binding;
+use crate::reference::Reference;
+
+/// Inputs, reference inputs and outputs bound outside the job (`--input
+/// NAME=URI`); they win over the job's declarations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bindings<'a> {
+    pub inputs: &'a [Binding],
+    pub references: &'a [Binding],
+    pub outputs: &'a [Binding],
+}
+
+/// Why a job could not start.
+#[derive(Debug)]
+pub(crate) enum PrepareError {
+    /// A binding or declaration is wrong: the user must fix the command or
+    /// the job (exit 2).
+    Usage(String),
+    /// The job is invalid (exit 1): problems with their spans.
+    Invalid(Vec<Diagnostic>),
+    /// An input could not be opened or read (exit 3).
+    Runtime(String),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Usage(m) | PrepareError::Runtime(m) => f.write_str(m),
+            PrepareError::Invalid(p) => write!(f, "{} problems in the job", p.len()),
+        }
+    }
+}
+
+fn find<'a>(bindings: &'a [Binding], name: &str) -> Option<&'a Binding> {
+    bindings.iter().find(|b| b.name.eq_ignore_ascii_case(name))
+}
+
+/// Where an input of a plan comes from: a binding, else its declaration
+/// (paths relative to `base`); `None` when it is neither bound nor declared.
+pub(crate) fn input_spec(
+    name: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    bindings: Bindings<'_>,
+    base: &Path,
+) -> Option<Result<InputSpec, String>> {
+    match find(bindings.inputs, name).or_else(|| find(bindings.references, name)) {
+        Some(b) => Some(endpoint::parse_input_uri(&b.uri)),
+        None if options.is_empty() => None,
+        None => Some(endpoint::input_from_options(options, base)),
+    }
+}
+
+/// A compiled job with its inputs open, ready to run.
+pub(crate) struct Prepared {
+    pub dataflow: Dataflow,
+    sources: Vec<(String, Box<dyn Source>)>,
+    references: Vec<Reference>,
+    /// Rows of the reference tables that could not be read.
+    pub refused: Vec<DeadLetter>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("sources", &self.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds and opens the inputs and outputs of `plan` and compiles it. An
+/// output that is neither bound nor declared gets `fallback(name)` (stdout
+/// for `iotql run`, the terminal in the REPL).
+pub(crate) fn prepare(
+    plan: &LogicalPlan,
+    bindings: Bindings<'_>,
+    base: &Path,
+    batch_size: usize,
+    fallback: &mut dyn FnMut(&str) -> Box<dyn Sink>,
+) -> Result<Prepared, PrepareError> {
+    use PrepareError::{Runtime, Usage};
+    // Only the columns the job reads are decoded. Reference inputs are read whole.
+    let columns = plan.referenced_columns();
+    let mut sources: Vec<(String, Box<dyn Source>)> = Vec::new();
+    let mut references: Vec<(Reference, RecordBatch)> = Vec::new();
+    let reference_names = plan.references();
+    let mut refused = Vec::new();
+    for input in &plan.inputs {
+        let is_reference = reference_names.contains(&input.name);
+        let scanned = plan
+            .nodes
+            .iter()
+            .any(|n| matches!(&n.kind, NodeKind::Scan { input: i } if i == &input.name));
+        if !is_reference && !scanned {
+            continue;
+        }
+        let spec = match input_spec(&input.name, &input.options, bindings, base) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(Usage(format!("input `{}`: {e}", input.name))),
+            None => {
+                return Err(Usage(format!(
+                    "input `{}` is not bound: declare it (CREATE INPUT {} WITH (connector = 'csv', path = '...')) or pass --input {}=csv:PATH",
+                    input.name, input.name, input.name
+                )));
+            }
+        };
+        let schema = endpoint::declared_schema(&input.options)
+            .map_err(|e| Usage(format!("input `{}`: {e}", input.name)))?;
+        if is_reference {
+            let (r, table, letters) =
+                Reference::new(&input.name, spec, schema, input.options.get("refresh"))
+                    .and_then(|mut r| r.read().map(|(table, letters)| (r, table, letters)))
+                    .map_err(Runtime)?;
+            refused.extend(letters);
+            references.push((r, table));
+            continue;
+        }
+        let source =
+            endpoint::open_source(&input.name, &spec, schema, batch_size, columns.as_ref())
+                .map_err(|e| Runtime(e.to_string()))?;
+        sources.push((input.name.clone(), source));
+    }
+
+    let mut sinks: HashMap<String, Box<dyn Sink>> = HashMap::new();
+    for output in &plan.outputs {
+        let spec = match find(bindings.outputs, &output.name) {
+            Some(b) => endpoint::parse_output_uri(&b.uri),
+            None if output.options.is_empty() => {
+                sinks.insert(output.name.clone(), fallback(&output.name));
+                continue;
+            }
+            None => endpoint::output_from_options(&output.options, base),
+        };
+        let spec: OutputSpec = spec.map_err(|e| Usage(format!("output `{}`: {e}", output.name)))?;
+        sinks.insert(
+            output.name.clone(),
+            endpoint::open_sink(&output.name, &spec),
+        );
+    }
+
+    let schemas = sources
+        .iter()
+        .map(|(n, s)| (n.clone(), s.schema()))
+        .chain(references.iter().map(|(r, t)| (r.name.clone(), t.schema())))
+        .collect();
+    let compiler = ExprCompiler::new();
+    let mut dataflow =
+        Dataflow::compile(plan, &schemas, sinks, &compiler).map_err(PrepareError::Invalid)?;
+    let references = references
+        .into_iter()
+        .map(|(r, table)| dataflow.load_reference(&r.name, &table).map(|()| r))
+        .collect::<Result<Vec<Reference>, _>>()
+        .map_err(|e| Runtime(e.to_string()))?;
+    Ok(Prepared {
+        dataflow,
+        sources,
+        references,
+        refused,
+    })
+}
+
+/// What happens to open windows when the run is interrupted before its
+/// inputs end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnInterrupt {
+    /// Bounded inputs end as if read to the end (every window is emitted);
+    /// a live (broker) input stops, leaving its open windows for the next
+    /// run. `iotql run`.
+    FinishFiles,
+    /// Stop at once, whatever the inputs: open windows are not emitted.
+    /// The REPL.
+    Stop,
+}
+
+/// Sees a run as it goes.
+pub(crate) trait Observer {
+    /// Called after every batch pushed, with the events pushed and the bytes
+    /// read so far; returns when the next batch may be pushed (`None`: at
+    /// once). Outputs are ticked and the interrupt flag checked meanwhile.
+    fn pushed(&mut self, _dataflow: &Dataflow, _events: u64, _bytes: u64) -> Option<Instant> {
+        None
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// Events pushed into the dataflow.
+    pub events: u64,
+    /// Stopped by the interrupt flag before the inputs ended.
+    pub interrupted: bool,
+    /// Stopped with events held (open windows not emitted).
+    pub held: bool,
+}
+
+/// What one reader thread sends.
+type Read = Result<Option<SourceBatch>, EngineError>;
+
+impl Prepared {
+    /// The total size of the inputs, when every one knows it.
+    pub(crate) fn total_bytes(&self) -> Option<u64> {
+        self.sources.iter().map(|(_, s)| s.progress().1).sum()
+    }
+
+    /// Runs until every input has ended or `interrupted` is raised;
+    /// returns the dataflow (for its counters) and how the run ended.
+    pub(crate) fn execute(
+        self,
+        dead: &mut DeadLetterWriter,
+        interrupted: &AtomicBool,
+        on_interrupt: OnInterrupt,
+        observer: &mut dyn Observer,
+    ) -> (Dataflow, Result<Outcome, String>) {
+        let Prepared {
+            mut dataflow,
+            sources,
+            mut references,
+            refused,
+        } = self;
+        if let Err(e) = dead.write(&refused) {
+            return (
+                dataflow,
+                Err(format!("dead-letter file {}: {e}", dead.path().display())),
+            );
+        }
+        let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+        let mut commits: Vec<Option<Commits>> = sources
+            .iter()
+            .map(|(_, s)| s.committer().map(Commits::new))
+            .collect();
+        let (receivers, readers): (Vec<Receiver<(Read, u64)>>, Vec<_>) = sources
+            .into_iter()
+            .map(|(_, mut source)| {
+                let (tx, rx) = bounded(4);
+                let reader = std::thread::spawn(move || {
+                    loop {
+                        let read = source.next_batch();
+                        let done = !matches!(read, Ok(Some(_)));
+                        if tx.send((read, source.progress().0)).is_err() || done {
+                            break;
+                        }
+                    }
+                    // Dropping the source here closes it (a Kafka consumer
+                    // leaves its group at once).
+                });
+                (rx, reader)
+            })
+            .unzip();
+        let result = pump(&mut Pump {
+            dataflow: &mut dataflow,
+            names: &names,
+            receivers: &receivers,
+            commits: &mut commits,
+            references: &mut references,
+            dead,
+            interrupted,
+            on_interrupt,
+            observer,
+        });
+        // The readers see their channel closed and stop.
+        drop(receivers);
+        for reader in readers {
+            let _ = reader.join();
+        }
+        let result = result.and_then(|outcome| {
+            dead.flush()
+                .map_err(|e| format!("dead-letter file {}: {e}", dead.path().display()))?;
+            Ok(outcome)
+        });
+        (dataflow, result)
+    }
+}
+
+/// A broker input's committer and the batches pushed but not committed:
+/// (mark, the input's largest event time once the batch was pushed).
+struct Commits {
+    committer: Box<dyn Committer>,
+    pending: VecDeque<(u64, i64)>,
+}
+
+impl Commits {
+    fn new(committer: Box<dyn Committer>) -> Self {
+        Commits {
+            committer,
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+/// How often a broker input's positions are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often outputs are ticked and the interrupt flag checked when no
+/// batch comes.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What the pump loop works with.
+struct Pump<'a> {
+    dataflow: &'a mut Dataflow,
+    names: &'a [String],
+    receivers: &'a [Receiver<(Read, u64)>],
+    commits: &'a mut [Option<Commits>],
+    references: &'a mut [Reference],
+    dead: &'a mut DeadLetterWriter,
+    interrupted: &'a AtomicBool,
+    on_interrupt: OnInterrupt,
+    observer: &'a mut dyn Observer,
+}
+
+impl Pump<'_> {
+    /// Writes dead letters, with a broker input's positions in its words.
+    fn write_dead(&mut self, mut letters: Vec<DeadLetter>) -> Result<(), String> {
+        for letter in letters.iter_mut() {
+            let Some(i) = self.names.iter().position(|n| *n == letter.input) else {
+                continue;
+            };
+            if let (Some(c), Some(line)) = (
+                &self.commits[i],
+                letter
+                    .position
+                    .strip_prefix("line ")
+                    .and_then(|n| n.parse::<u64>().ok()),
+            ) {
+                letter.position = c.committer.describe(line);
+            }
+        }
+        self.dead
+            .write(&letters)
+            .map_err(|e| format!("dead-letter file: {e}"))
+    }
+
+    /// The dataflow's dead letters since the last call, written.
+    fn drain_dead(&mut self) -> Result<(), String> {
+        let letters = self.dataflow.take_dead_letters();
+        self.write_dead(letters)
+    }
+
+    /// The largest event time given to an event of input `i` so far.
+    fn latest_event(&self, i: usize) -> i64 {
+        self.dataflow
+            .input_stats()
+            .iter()
+            .filter(|s| s.name == self.names[i])
+            .map(|s| s.stats.max_event_time.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Commits the positions of the batches whose events no operator holds
+    /// any more, after flushing the outputs (and dead letters) they went to.
+    fn commit_done(&mut self) -> Result<(), String> {
+        let held = self.dataflow.held_since().map_or(i64::MAX, |t| t.0);
+        let mut ready = Vec::new();
+        for (i, c) in self.commits.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let mut last = None;
+            while let Some(&(mark, latest)) = c.pending.front() {
+                if latest >= held {
+                    break;
+                }
+                last = Some(mark);
+                c.pending.pop_front();
+            }
+            if let Some(mark) = last {
+                ready.push((i, mark));
+            }
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.dataflow.flush_outputs().map_err(|e| e.to_string())?;
+        self.dead
+            .flush()
+            .map_err(|e| format!("dead-letter file: {e}"))?;
+        for (i, mark) in ready {
+            if let Some(c) = &mut self.commits[i] {
+                c.committer.commit(mark).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes what reader `i` sent.
+    fn take(&mut self, i: usize, batch: SourceBatch) -> Result<u64, String> {
+        let mut letters = batch.dead_letters;
+        let mut events = 0;
+        if let Some(partitions) = &batch.partitions {
+            self.dataflow
+                .set_partitions(&self.names[i], partitions)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(b) = batch.batch {
+            events = b.num_rows() as u64;
+            self.dataflow
+                .push(&self.names[i], b)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(now) = batch.arrival {
+            self.dataflow
+                .advance_arrival(&self.names[i], now)
+                .map_err(|e| e.to_string())?;
+        }
+        if batch.mark > 0 {
+            let latest = self.latest_event(i);
+            if let Some(c) = &mut self.commits[i] {
+                c.pending.push_back((batch.mark, latest));
+            }
+        }
+        letters.extend(self.dataflow.take_dead_letters());
+        in_input_order(&mut letters);
+        self.write_dead(letters)?;
+        Ok(events)
+    }
+}
+
+/// Moves batches from the reader threads into the dataflow until every
+/// input has ended (or the interrupt flag is raised).
+fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
+    let mut open: Vec<bool> = vec![true; p.receivers.len()];
+    let mut bytes = vec![0u64; p.receivers.len()];
+    let mut outcome = Outcome {
+        events: 0,
+        interrupted: false,
+        held: false,
+    };
+    let mut last_commit = Instant::now();
+    let mut hold_until: Option<Instant> = None;
+    while open.iter().any(|&o| o) {
+        if p.interrupted.load(Ordering::SeqCst) {
+            // Stop reading; what was read is flushed.
+            outcome.interrupted = true;
+            break;
+        }
+        for r in p.references.iter_mut() {
+            let letters = r.refresh(p.dataflow)?;
+            p.dead
+                .write(&letters)
+                .map_err(|e| format!("dead-letter file: {e}"))?;
+        }
+        p.dataflow.tick_outputs().map_err(|e| e.to_string())?;
+        p.drain_dead()?;
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            p.commit_done()?;
+            last_commit = Instant::now();
+        }
+        if let Some(until) = hold_until {
+            let wait = until.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait.min(TICK));
+                continue;
+            }
+            hold_until = None;
+        }
+        let mut select = Select::new();
+        let indices: Vec<usize> = (0..p.receivers.len()).filter(|&i| open[i]).collect();
+        for &i in &indices {
+            select.recv(&p.receivers[i]);
+        }
+        let op = match select.select_timeout(TICK) {
+            Ok(op) => op,
+            Err(_) => continue,
+        };
+        let i = indices[op.index()];
+        let (read, position) = op
+            .recv(&p.receivers[i])
+            .map_err(|_| format!("the reader of `{}` stopped", p.names[i]))?;
+        bytes[i] = position;
+        match read {
+            Ok(Some(batch)) => outcome.events += p.take(i, batch)?,
+            Ok(None) => {
+                open[i] = false;
+                p.dataflow
+                    .end_input(&p.names[i])
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        p.drain_dead()?;
+        hold_until = p
+            .observer
+            .pushed(p.dataflow, outcome.events, bytes.iter().sum());
+    }
+    // A broker input (one with a committer) is live: Ctrl+C does not end it.
+    let live = p.commits.iter().any(Option::is_some);
+    let stop = outcome.interrupted
+        && match p.on_interrupt {
+            OnInterrupt::Stop => true,
+            OnInterrupt::FinishFiles => live && open.iter().any(|&o| o),
+        };
+    if stop {
+        // Stopped early: what is emitted is flushed and its positions
+        // committed; open windows are not emitted (a broker input's wait
+        // for the next run).
+        p.commit_done()?;
+        outcome.held = p.dataflow.held_since().is_some();
+        p.dataflow.stop().map_err(|e| e.to_string())?;
+        p.drain_dead()?;
+    } else {
+        p.dataflow.finish().map_err(|e| e.to_string())?;
+        p.drain_dead()?;
+        p.commit_done()?;
+    }
+    Ok(outcome)
+}
+
+/// 12345678 -> "12.3M".
+pub(crate) fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
