@@ -248,9 +248,25 @@ fn time_policy(
 
 impl DataToml {
     fn from_value(what: &str, value: toml::Value) -> Result<DataToml, String> {
-        value
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("{what}: {}", e.message()))
+        value.try_into().map_err(|e: toml::de::Error| {
+            let message = e.message();
+            // TOML puts the keys after a table header into that table.
+            let misplaced = [
+                "name",
+                "dead_letters",
+                "out_of_order",
+                "late_arrival",
+                "late_policy",
+            ]
+            .iter()
+            .any(|k| message.contains(&format!("unknown field `{k}`")));
+            let hint = if misplaced {
+                " (a test's own keys go before its [test.inputs.*] and [test.outputs.*] tables)"
+            } else {
+                ""
+            };
+            format!("{what}: {message}{hint}")
+        })
     }
 
     /// The one source of rows it names; `what` says where, for messages.
