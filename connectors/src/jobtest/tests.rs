@@ -569,3 +569,35 @@ window_end,n
         );
     }
 }
+
+#[test]
+fn a_declared_throttle_still_applies_to_the_captured_rows() {
+    let job = "
+CREATE INPUT readings WITH (connector = 'csv', path = 'readings.csv');
+CREATE OUTPUT alerts WITH (connector = 'csv', path = 'alerts.csv', throttle = '1m', throttle_by = 'device_id');
+SELECT device_id, temperature INTO alerts FROM readings TIMESTAMP BY ts WHERE temperature > 80;
+";
+    let r = one(
+        job,
+        r#"
+[[test]]
+name = "one alert per device and minute"
+[test.inputs.readings]
+csv = """
+device_id,ts,temperature
+d1,2026-01-01T00:00:05Z,81
+d1,2026-01-01T00:00:20Z,82
+d2,2026-01-01T00:00:30Z,90
+d1,2026-01-01T00:01:10Z,83
+"""
+[test.outputs.alerts]
+csv = """
+device_id,temperature,suppressed
+d1,81,0
+d2,90,0
+d1,83,1
+"""
+"#,
+    );
+    assert!(r.passed(), "{}", render(&r));
+}
