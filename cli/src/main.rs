@@ -11,6 +11,7 @@ mod repl;
 mod run;
 mod runner;
 mod simulate;
+mod test;
 
 use std::process::ExitCode;
 
@@ -101,10 +102,13 @@ enum Command {
         /// The job file.
         file: std::path::PathBuf,
     },
-    /// Run the tests of the jobs in PATH, with row diffs.
+    /// Run the tests of the jobs in PATH (NAME.test.toml beside NAME.asaql), with row diffs.
     Test {
-        /// A job file or a folder of them.
+        /// A folder (every *.test.toml under it), a job file or a test file.
         path: std::path::PathBuf,
+        /// Run only the tests whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
     },
     /// An interactive shell for ad-hoc window queries over live and replayed
     /// inputs (docs/repl.md).
@@ -242,7 +246,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Explain { file } => explain::run(&file),
-        Command::Test { .. } => not_built("test", "the repl/test issue"),
+        Command::Test { path, filter } => test::run(&path, filter.as_deref()),
         Command::Repl {
             inputs,
             references,

@@ -11,6 +11,7 @@ pub(crate) mod backoff;
 pub mod deadletter;
 pub mod endpoint;
 pub mod file;
+pub mod jobtest;
 pub mod kafka;
 pub mod lookup;
 pub mod message;

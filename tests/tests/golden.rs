@@ -6,187 +6,39 @@
 //! (`--out-of-order 5s`, `--late-policy drop`). An optional
 //! `expected_deadletter.txt` lists `input position: reason` per refused event.
 //!
-//! Every case runs with the default batch size and with batches of one
-//! event, and both runs must give exactly the expected rows (compared as a
+//! Each case becomes a test of the job-test harness
+//! (`iotql_connectors::jobtest`, the one `iotql test` runs; see
+//! docs/testing.md): inputs in the order the job declares them, taking
+//! turns one event at a time. It runs with the default batches (as many
+//! consecutive events of one input as there are) and with batches of one
+//! event, and both runs must give the expected rows (compared as a
 //! multiset: the order in which different windows' or statements' rows
-//! interleave is not part of the contract).
+//! interleave is not part of the contract) and the expected dead letters.
 //!
 //! `IOTQL_BLESS=1 cargo test -p iotql-tests --test golden` writes the
 //! expected files from the current output, for review in `git diff`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
-use iotql_connectors::file::{Input, OutputTarget};
-use iotql_dsl::CheckOptions;
-use iotql_engine::dataflow::Dataflow;
-use iotql_engine::expr::ExprCompiler;
-use iotql_engine::io::Sink;
+use iotql_connectors::jobtest::{Data, Expected, Job, JobTest, Outcome, RunOptions, TestFile};
 use iotql_engine::plan::{self, PlanOptions, TimePolicy};
 use iotql_engine::time::parse_duration;
 
-struct Outcome {
-    /// Output name -> CSV text.
-    outputs: BTreeMap<String, String>,
-    dead_letters: Vec<String>,
-}
-
-fn parse_args(dir: &Path) -> TimePolicy {
+fn parse_args(dir: &Path) -> Result<TimePolicy, String> {
     let mut policy = TimePolicy::default();
     let Ok(text) = std::fs::read_to_string(dir.join("args")) else {
-        return policy;
+        return Ok(policy);
     };
     let words: Vec<&str> = text.split_whitespace().collect();
     for pair in words.chunks(2) {
         match pair {
-            ["--out-of-order", v] => policy.out_of_order = parse_duration(v).expect("duration"),
-            ["--late-arrival", v] => policy.late_arrival = parse_duration(v).expect("duration"),
-            ["--late-policy", v] => policy.late_policy = v.parse().expect("policy"),
-            other => panic!("{}: unknown args {other:?}", dir.display()),
+            ["--out-of-order", v] => policy.out_of_order = parse_duration(v)?,
+            ["--late-arrival", v] => policy.late_arrival = parse_duration(v)?,
+            ["--late-policy", v] => policy.late_policy = v.parse()?,
+            other => return Err(format!("unknown args {other:?}")),
         }
     }
-    policy
-}
-
-fn run_case(dir: &Path, batch_size: usize, out_dir: &Path) -> Result<Outcome, String> {
-    let source = std::fs::read_to_string(dir.join("query.asaql")).map_err(|e| e.to_string())?;
-    let name = dir.display().to_string();
-    let render =
-        |p: &[iotql_dsl::Diagnostic]| iotql_dsl::render(p, &name, &source, iotql_dsl::Style::Plain);
-    let script =
-        iotql_dsl::parse_and_check(&source, &CheckOptions::default()).map_err(|p| render(&p))?;
-    let options = PlanOptions {
-        time: parse_args(dir),
-        extra_inputs: Vec::new(),
-    };
-    let plan = plan::build(&script, &options).map_err(|p| render(&p))?;
-
-    let mut sources = Vec::new();
-    let mut references = Vec::new();
-    let columns = plan.referenced_columns();
-    let reference_names = plan.references();
-    for input in &plan.inputs {
-        let csv = dir.join(format!("{}.csv", input.name));
-        let jsonl = dir.join(format!("{}.jsonl", input.name));
-        let sql = dir.join(format!("{}.sql", input.name));
-        let spec = if csv.exists() {
-            InputSpec::Csv(Input::Path(csv))
-        } else if jsonl.exists() {
-            InputSpec::JsonLines(Input::Path(jsonl))
-        } else if sql.exists() {
-            std::fs::create_dir_all(out_dir).map_err(|e| e.to_string())?;
-            let db = out_dir.join(format!("{}.db", input.name));
-            let _ = std::fs::remove_file(&db);
-            let script = std::fs::read_to_string(&sql).map_err(|e| e.to_string())?;
-            rusqlite::Connection::open(&db)
-                .and_then(|c| c.execute_batch(&script))
-                .map_err(|e| format!("{}: {e}", sql.display()))?;
-            InputSpec::Sqlite(iotql_connectors::sqlite::SqliteInput {
-                path: db,
-                read: iotql_connectors::sqlite::SqliteRead::Table(input.name.clone()),
-            })
-        } else {
-            return Err(format!(
-                "{name}: no {}.csv, {}.jsonl or {}.sql",
-                input.name, input.name, input.name
-            ));
-        };
-        let schema = endpoint::declared_schema(&input.options)?;
-        let s = endpoint::open_source(&input.name, &spec, schema, batch_size, columns.as_ref())
-            .map_err(|e| e.to_string())?;
-        if reference_names.contains(&input.name) {
-            references.push((input.name.clone(), s));
-        } else {
-            sources.push((input.name.clone(), s));
-        }
-    }
-    let mut sinks: HashMap<String, Box<dyn Sink>> = HashMap::new();
-    let mut files = BTreeMap::new();
-    for output in &plan.outputs {
-        let path = out_dir.join(format!("{}.csv", output.name));
-        sinks.insert(
-            output.name.clone(),
-            endpoint::open_sink(
-                &output.name,
-                &OutputSpec::Csv(OutputTarget::Path(path.clone())),
-            ),
-        );
-        files.insert(output.name.clone(), path);
-    }
-    let schemas = sources
-        .iter()
-        .chain(&references)
-        .map(|(n, s)| (n.clone(), s.schema()))
-        .collect();
-    let mut dataflow =
-        Dataflow::compile(&plan, &schemas, sinks, &ExprCompiler::new()).map_err(|p| render(&p))?;
-    let mut refused = Vec::new();
-    for (name, mut source) in references {
-        let (table, letters) =
-            iotql_connectors::endpoint::read_all(source.as_mut()).map_err(|e| e.to_string())?;
-        refused.extend(letters);
-        dataflow
-            .load_reference(&name, &table)
-            .map_err(|e| e.to_string())?;
-    }
-
-    let mut dead_letters = Vec::new();
-    let mut record = |letters: Vec<iotql_engine::operator::DeadLetter>| {
-        dead_letters.extend(
-            letters
-                .into_iter()
-                .map(|d| format!("{} {}: {}", d.input, d.position, d.reason)),
-        );
-    };
-    record(refused);
-    // Inputs are read in turns, one batch each, as a live job would see them.
-    let mut open: Vec<bool> = vec![true; sources.len()];
-    while open.iter().any(|&o| o) {
-        for (i, (input, source)) in sources.iter_mut().enumerate() {
-            if !open[i] {
-                continue;
-            }
-            match source.next_batch().map_err(|e| e.to_string())? {
-                Some(b) => {
-                    let mut letters = b.dead_letters;
-                    if let Some(batch) = b.batch {
-                        dataflow.push(input, batch).map_err(|e| e.to_string())?;
-                    }
-                    letters.extend(dataflow.take_dead_letters());
-                    iotql_connectors::deadletter::in_input_order(&mut letters);
-                    record(letters);
-                }
-                None => {
-                    open[i] = false;
-                    dataflow.end_input(input).map_err(|e| e.to_string())?;
-                }
-            }
-            record(dataflow.take_dead_letters());
-        }
-    }
-    dataflow.finish().map_err(|e| e.to_string())?;
-    record(dataflow.take_dead_letters());
-    let mut outputs = BTreeMap::new();
-    for (output, path) in files {
-        outputs.insert(
-            output,
-            std::fs::read_to_string(path).map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(Outcome {
-        outputs,
-        dead_letters,
-    })
-}
-
-/// Header first, then the rows sorted.
-fn canonical(csv: &str) -> Vec<String> {
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    if lines.len() > 1 {
-        lines[1..].sort();
-    }
-    lines
+    Ok(policy)
 }
 
 fn expected_file(dir: &Path, output: &str) -> PathBuf {
@@ -197,79 +49,113 @@ fn expected_file(dir: &Path, output: &str) -> PathBuf {
     }
 }
 
-fn check_case(dir: &Path) -> Result<(), String> {
-    let bless = std::env::var_os("IOTQL_BLESS").is_some();
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let default = run_case(dir, 8192, &tmp.path().join("default"))?;
-    let single = run_case(dir, 1, &tmp.path().join("single"))?;
-    for (output, text) in &default.outputs {
-        let one = &single.outputs[output];
-        if canonical(text) != canonical(one) {
-            return Err(format!(
-                "output `{output}` differs between batch size 8192 and 1:\n--- 8192\n{text}--- 1\n{one}"
-            ));
-        }
-        let path = expected_file(dir, output);
-        if bless {
-            std::fs::write(&path, text).map_err(|e| e.to_string())?;
-            continue;
-        }
-        let expected =
-            std::fs::read_to_string(&path).map_err(|_| format!("missing {}", path.display()))?;
-        if canonical(&expected) != canonical(text) {
-            return Err(format!(
-                "output `{output}`:\n{}",
-                diff(&canonical(&expected), &canonical(text))
-            ));
-        }
+/// The case as a job test: its job, and the test of one run.
+fn case(dir: &Path, bless: bool) -> Result<(Job, TestFile), String> {
+    let job = Job::load(&dir.join("query.asaql")).map_err(|e| e.to_string())?;
+    let time = parse_args(dir)?;
+    let plan = plan::build(
+        &job.script,
+        &PlanOptions {
+            time,
+            extra_inputs: Vec::new(),
+        },
+    )
+    .map_err(|p| job.refused(p).to_string())?;
+    let mut inputs = Vec::new();
+    for input in &plan.inputs {
+        let name = &input.name;
+        let file = |ext: &str| dir.join(format!("{name}.{ext}"));
+        let data = if file("csv").exists() {
+            Data::File(file("csv"))
+        } else if file("jsonl").exists() {
+            Data::File(file("jsonl"))
+        } else if file("sql").exists() {
+            Data::Sql(std::fs::read_to_string(file("sql")).map_err(|e| e.to_string())?)
+        } else {
+            return Err(format!("no {name}.csv, {name}.jsonl or {name}.sql"));
+        };
+        inputs.push((name.clone(), data));
     }
-    if default.dead_letters != single.dead_letters {
-        return Err(format!(
-            "dead letters differ between batch sizes: {:?} vs {:?}",
-            default.dead_letters, single.dead_letters
+    let mut outputs = Vec::new();
+    for output in &plan.outputs {
+        let path = expected_file(dir, &output.name);
+        if !path.exists() {
+            if bless {
+                continue;
+            }
+            return Err(format!("missing {}", path.display()));
+        }
+        outputs.push((
+            output.name.clone(),
+            Expected {
+                rows: Data::File(path),
+                ordered: false,
+            },
         ));
     }
-    let dead_path = dir.join("expected_deadletter.txt");
-    if bless && !default.dead_letters.is_empty() {
-        std::fs::write(&dead_path, default.dead_letters.join("\n") + "\n")
+    let dead_letters = std::fs::read_to_string(dir.join("expected_deadletter.txt"))
+        .ok()
+        .map(|t| t.lines().map(str::to_string).collect());
+    let test = JobTest {
+        name: "golden".into(),
+        time,
+        inputs,
+        outputs,
+        dead_letters,
+    };
+    let file = TestFile {
+        path: dir.join("query.asaql"),
+        job: dir.join("query.asaql"),
+        base: dir.to_path_buf(),
+        tests: vec![test],
+    };
+    Ok((job, file))
+}
+
+/// Writes the expected files from a run.
+fn bless(dir: &Path, outcome: &Outcome) -> Result<(), String> {
+    for (output, captured) in &outcome.outputs {
+        let text = iotql_connectors::file::csv::to_text(&captured.schema, &captured.batches)
             .map_err(|e| e.to_string())?;
-    } else if !bless {
-        let expected: Vec<String> = std::fs::read_to_string(&dead_path)
-            .map(|t| t.lines().map(str::to_string).collect())
-            .unwrap_or_default();
-        if expected != default.dead_letters {
-            return Err(format!(
-                "dead letters: expected {expected:#?}\ngot {:#?}",
-                default.dead_letters
-            ));
-        }
+        std::fs::write(expected_file(dir, output), text).map_err(|e| e.to_string())?;
+    }
+    if !outcome.dead_letters.is_empty() {
+        std::fs::write(
+            dir.join("expected_deadletter.txt"),
+            outcome.dead_letters.join("\n") + "\n",
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// Rows missing from the output (-) and unexpected in it (+).
-fn diff(expected: &[String], actual: &[String]) -> String {
-    let mut out = String::new();
-    if expected.first() != actual.first() {
-        out.push_str(&format!(
-            "  header: expected {:?}, got {:?}\n",
-            expected.first(),
-            actual.first()
-        ));
+fn check_case(dir: &Path) -> Result<(), String> {
+    let blessing = std::env::var_os("IOTQL_BLESS").is_some();
+    let (job, file) = case(dir, blessing)?;
+    let test = &file.tests[0];
+    if blessing {
+        let outcome =
+            iotql_connectors::jobtest::run::run(&job, &file, test, &RunOptions::default())
+                .map_err(|e| e.to_string())?;
+        bless(dir, &outcome)?;
     }
-    let mut remaining: Vec<&String> = actual.iter().skip(1).collect();
-    for row in expected.iter().skip(1) {
-        match remaining.iter().position(|r| *r == row) {
-            Some(i) => {
-                remaining.remove(i);
-            }
-            None => out.push_str(&format!("  - {row}\n")),
+    // Re-read after blessing: the batches of one event must agree with it.
+    let (job, file) = case(dir, false)?;
+    let test = &file.tests[0];
+    let mut failures = String::new();
+    for (label, batch_size) in [("default batches", None), ("batches of 1 event", Some(1))] {
+        let options = RunOptions { batch_size };
+        let verdict = iotql_connectors::jobtest::run_test(&job, &file, test, &options)
+            .map_err(|e| format!("{label}: {e}"))?;
+        if !verdict.passed() {
+            failures.push_str(&format!("{label}:\n{}", verdict.render(false)));
         }
     }
-    for row in remaining {
-        out.push_str(&format!("  + {row}\n"));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
     }
-    out
 }
 
 #[test]

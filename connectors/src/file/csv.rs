@@ -240,14 +240,34 @@ impl CsvSink {
         let Some(out) = self.out.as_mut() else {
             return Err(self.error("written before it was started"));
         };
-        let written = WriterBuilder::new()
-            .with_header(header)
-            .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
-            .with_timestamp_format(TIMESTAMP_FORMAT.into())
-            .build(out)
-            .write(&batch);
+        let written = writer(out, header).write(&batch);
         written.map_err(|e| self.error(e))
     }
+}
+
+/// arrow's CSV writer as CSV outputs use it.
+fn writer<W: Write>(out: W, header: bool) -> iotql_engine::arrow::csv::Writer<W> {
+    WriterBuilder::new()
+        .with_header(header)
+        .with_timestamp_tz_format(TIMESTAMP_FORMAT.into())
+        .with_timestamp_format(TIMESTAMP_FORMAT.into())
+        .build(out)
+}
+
+/// Rows as the text a CSV output writes: the header row, then the rows
+/// (the golden cases' expected files are written with it).
+pub fn to_text(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    let mut out = Vec::new();
+    {
+        let mut header = writer(&mut out, true);
+        header.write(&super::nested_as_json(&RecordBatch::new_empty(
+            schema.clone(),
+        ))?)?;
+    }
+    for batch in batches {
+        writer(&mut out, false).write(&super::nested_as_json(batch)?)?;
+    }
+    String::from_utf8(out).map_err(|e| ArrowError::CsvError(e.to_string()))
 }
 
 impl Sink for CsvSink {

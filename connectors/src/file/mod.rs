@@ -17,11 +17,13 @@ use iotql_engine::arrow::record_batch::RecordBatch;
 /// How datetimes are written: RFC 3339, UTC, milliseconds, `Z`.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
-/// A file to read, or stdin.
+/// A file to read, stdin, or bytes already in memory (a job test's inline
+/// events, read by the same decoders as a file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Path(PathBuf),
     Stdin,
+    Memory(Arc<[u8]>),
 }
 
 impl Input {
@@ -45,6 +47,10 @@ impl Input {
                 let len = f.metadata().ok().map(|m| m.len());
                 Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
             }
+            Input::Memory(bytes) => Ok((
+                Box::new(std::io::Cursor::new(bytes.clone())),
+                Some(bytes.len() as u64),
+            )),
         }
     }
 }

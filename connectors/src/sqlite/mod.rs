@@ -42,9 +42,9 @@ pub enum SqliteRead {
     Query(String),
 }
 
-impl SqliteInput {
+impl SqliteRead {
     fn sql(&self) -> String {
-        match &self.read {
+        match self {
             SqliteRead::Table(t) => format!("SELECT * FROM \"{}\"", t.replace('"', "\"\"")),
             SqliteRead::Query(q) => q.clone(),
         }
@@ -180,12 +180,33 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 impl SqliteSource {
     pub fn open(name: &str, input: &SqliteInput, batch_size: usize) -> Result<Self, EngineError> {
-        let failed = |e: rusqlite::Error| EngineError::Source {
+        let conn = open(&input.path).map_err(|e| EngineError::Source {
             input: name.to_string(),
             message: format!("{}: {e}", input.path.display()),
+        })?;
+        Self::read(
+            name,
+            &conn,
+            &input.read,
+            &input.path.display().to_string(),
+            batch_size,
+        )
+    }
+
+    /// Reads `read` (a table or query) of an open database, named `shown`
+    /// in messages: a job test's `sql` script runs in an in-memory one.
+    pub fn read(
+        name: &str,
+        conn: &Connection,
+        read: &SqliteRead,
+        shown: &str,
+        batch_size: usize,
+    ) -> Result<Self, EngineError> {
+        let failed = |e: rusqlite::Error| EngineError::Source {
+            input: name.to_string(),
+            message: format!("{shown}: {e}"),
         };
-        let conn = open(&input.path).map_err(failed)?;
-        let mut stmt = conn.prepare(&input.sql()).map_err(failed)?;
+        let mut stmt = conn.prepare(&read.sql()).map_err(failed)?;
         let declared: Vec<(String, Option<DataType>)> = stmt
             .columns()
             .iter()
