@@ -302,3 +302,48 @@ fn a_loaded_pipeline_writes_its_outputs_and_sql_looks_them_up() {
     s.send(".quit\r").unwrap();
     s.expect(Eof).unwrap();
 }
+
+#[test]
+fn speed_paces_a_replayed_file_by_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // 120 readings, one a second: two minutes of event time.
+    let mut csv = String::from("device_id,ts,temp\n");
+    for i in 0..120 {
+        csv.push_str(&format!(
+            "a,2026-01-01T00:{:02}:{:02}Z,{i}\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    std::fs::write(dir.path().join("readings.csv"), csv).unwrap();
+    let mut s = repl(dir.path(), &["--input", "readings=csv:readings.csv"]);
+    typed(&mut s, ".format csv", "format: csv");
+    let query = "SELECT COUNT(*) AS n, System.Timestamp() AS window_end
+FROM readings TIMESTAMP BY ts GROUP BY TumblingWindow(minute, 1);";
+    let seconds = |shown: &str| -> f64 {
+        let summary = shown
+            .lines()
+            .find(|l| l.contains(" rows from 120 events in "))
+            .unwrap_or_else(|| panic!("no summary in {shown}"));
+        summary
+            .split(" in ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no time in {summary}"))
+    };
+
+    // At 60x, the last batches wait for their event time: the 95th second
+    // of event time is due 1.6 s after the first.
+    typed(&mut s, ".speed 60x", "speed: 60x");
+    let paced = typed(&mut s, query, "rows from");
+    assert!(paced.contains("\n60,2026-01-01T00:01:00.000Z"), "{paced}");
+    assert!(seconds(&paced) >= 1.2, "not paced: {paced}");
+
+    // The same rows at full speed.
+    typed(&mut s, ".speed max", "speed: max");
+    let fast = typed(&mut s, query, "rows from");
+    assert!(fast.contains("\n60,2026-01-01T00:01:00.000Z"), "{fast}");
+    s.send(".quit\r").unwrap();
+    s.expect(Eof).unwrap();
+}

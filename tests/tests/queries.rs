@@ -1,5 +1,5 @@
-//! Every example job in `queries/` is valid as shipped. (Once the engine
-//! lands, each one also runs here on its bundled data.)
+//! Every example job in `queries/` is valid as shipped and ships with its
+//! tests (`NAME.test.toml`, run by `iotql test queries/` in `scripts/test`).
 
 use std::path::Path;
 
@@ -26,4 +26,21 @@ fn every_bundled_job_checks() {
             panic!("{}", render(&problems, &name, &source, Style::Plain));
         }
     }
+}
+
+#[test]
+fn every_bundled_job_has_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries");
+    let untested: Vec<String> = std::fs::read_dir(&dir)
+        .expect("queries/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "asaql"))
+        .filter(|p| !p.with_extension("test.toml").exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "jobs without a NAME.test.toml beside them: {untested:?}"
+    );
 }

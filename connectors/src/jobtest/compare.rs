@@ -70,6 +70,10 @@ impl Actual {
         match self {
             Actual::Null => "NULL".into(),
             Actual::Int(i) => i.to_string(),
+            // As the CSV output writes it: 25.0, not 25.
+            Actual::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                format!("{f:.1}")
+            }
             Actual::Float(f) => f.to_string(),
             Actual::Bool(b) => b.to_string(),
             Actual::Time(us) => show_time(*us),

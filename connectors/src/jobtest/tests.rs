@@ -112,10 +112,10 @@ fn the_diff_pairs_rows_that_share_most_cells_as_changed() {
     assert_eq!(d.changed.len(), 1);
     assert_eq!(
         d.changed[0].cells,
-        vec![("avg".to_string(), "21.5".to_string(), "22".to_string())]
+        vec![("avg".to_string(), "21.5".to_string(), "22.0".to_string())]
     );
     assert_eq!(d.missing, vec![vec!["d3", "4", "30"]]);
-    assert_eq!(d.unexpected, vec![vec!["d9", "7", "1"]]);
+    assert_eq!(d.unexpected, vec![vec!["d9", "7", "1.0"]]);
     let shown = d_render(&d);
     assert!(
         shown.contains("1 missing, 1 unexpected, 1 changed"),
@@ -239,7 +239,7 @@ d4,2026-01-01T00:00:09Z,99
         vec![(
             "temperature".to_string(),
             "91".to_string(),
-            "90".to_string()
+            "90.0".to_string()
         )]
     );
 }
