@@ -493,6 +493,15 @@ pub fn open_sink(name: &str, spec: &OutputSpec) -> Box<dyn Sink> {
     }
 }
 
+/// Declaration options from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -528,13 +528,7 @@ pub(crate) fn fatal(error: &rumqttc::ConnectionError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::endpoint::options;
 
     #[test]
     fn an_input_uri_gives_host_port_filter_and_options() {

@@ -137,13 +137,7 @@ impl ParquetOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::endpoint::options;
 
     #[test]
     fn a_uri_gives_the_folder_and_options() {

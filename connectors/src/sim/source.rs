@@ -315,13 +315,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::endpoint::options;
 
     #[test]
     fn a_uri_sets_the_simulate_options_and_keeps_their_defaults() {
