@@ -52,7 +52,8 @@ enum Command {
         /// The job file (`.asaql` by convention; the extension is not significant).
         file: std::path::PathBuf,
         /// Bind or override an input: NAME=URI (csv:PATH, jsonl:PATH, `-` is stdin;
-        /// kafka://HOST:PORT/TOPIC, mqtt://HOST:PORT/FILTER).
+        /// kafka://HOST:PORT/TOPIC, mqtt://HOST:PORT/FILTER, sim:?devices=3&rate=50 for the
+        /// device simulator).
         #[arg(long = "input", value_parser = parse_binding)]
         inputs: Vec<Binding>,
         /// Bind or override a reference input: NAME=URI.
