@@ -33,6 +33,21 @@ pub(crate) struct Binding {
     pub uri: String,
 }
 
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Interval(Option<std::time::Duration>);
+
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Interval(None));
+    }
+    match iotql_engine::time::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("a checkpoint interval of 0; use `off` for none".into()),
+        Ok(d) => Ok(Interval(Some(d))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_binding(s: &str) -> Result<Binding, String> {
     match s.split_once('=') {
         Some((name, uri)) if !name.trim().is_empty() && !uri.trim().is_empty() => Ok(Binding {
@@ -83,6 +98,16 @@ enum Command {
         /// No progress bar and no summary.
         #[arg(short, long)]
         quiet: bool,
+        /// Where the job's checkpoints go [default: JOB.state beside the job].
+        #[arg(long)]
+        state_dir: Option<std::path::PathBuf>,
+        /// How often a checkpoint is taken (also when stopping, and on
+        /// SIGUSR1); `off`: none, a stopped run starts over.
+        #[arg(long, value_parser = parse_interval, default_value = "10s")]
+        checkpoint_interval: Interval,
+        /// Discard the job's checkpoints and start over.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Parse and check a job file; problems are printed with line, column and a caret.
     Check {
@@ -232,6 +257,9 @@ fn main() -> ExitCode {
             dead_letter,
             batch_size,
             quiet,
+            state_dir,
+            checkpoint_interval,
+            fresh,
         } => run::run(
             &file,
             &run::RunOptions {
@@ -244,6 +272,9 @@ fn main() -> ExitCode {
                 dead_letter,
                 batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
                 quiet,
+                state_dir,
+                checkpoint_interval: checkpoint_interval.0,
+                fresh,
             },
         ),
         Command::Explain { file } => explain::run(&file),

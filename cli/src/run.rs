@@ -33,6 +33,41 @@ pub(crate) struct RunOptions {
     pub dead_letter: Option<PathBuf>,
     pub batch_size: usize,
     pub quiet: bool,
+    /// Where checkpoints go (default: beside the job).
+    pub state_dir: Option<PathBuf>,
+    /// How often; `None`: no checkpoints.
+    pub checkpoint_interval: Option<Duration>,
+    /// Discard the job's checkpoints and start over.
+    pub fresh: bool,
+}
+
+/// The job's checkpoint folder: `--state-dir`, else `JOB.state` beside the
+/// job; a run with inputs or outputs bound on the command line is another
+/// pipeline and keeps its checkpoints in a folder of its own inside it.
+fn state_dir(file: &Path, options: &RunOptions) -> PathBuf {
+    if let Some(dir) = &options.state_dir {
+        return dir.clone();
+    }
+    let dir = file.with_extension("state");
+    let bindings: Vec<String> = [
+        ("input", &options.inputs),
+        ("reference", &options.references),
+        ("output", &options.outputs),
+    ]
+    .iter()
+    .flat_map(|(kind, list)| {
+        list.iter()
+            .map(move |b| format!("{kind} {}={}", b.name, b.uri))
+    })
+    .collect();
+    if bindings.is_empty() {
+        return dir;
+    }
+    let parts: Vec<&str> = bindings.iter().map(String::as_str).collect();
+    dir.join(format!(
+        "bound-{}",
+        iotql_engine::checkpoint::fingerprint(&parts)
+    ))
 }
 
 fn usage(message: impl std::fmt::Display) -> ExitCode {
@@ -69,10 +104,26 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         },
         extra_inputs: bound_inputs,
     };
-    let plan = match job.check(&check).and_then(|s| job.plan(&s, &plan_options)) {
+    let script = match job.check(&check) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let plan = match job.plan(&script, &plan_options) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let requested = Arc::new(AtomicBool::new(false));
+    let checkpointing = options.checkpoint_interval.map(|interval| {
+        // SIGUSR1 takes a checkpoint now (`kill -USR1 PID`).
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, requested.clone());
+        runner::CheckpointOptions {
+            dir: state_dir(file, options),
+            interval: Some(interval),
+            fresh: options.fresh,
+            job: vec![script.to_string(), format!("{:?}", plan_options.time)],
+            requested: requested.clone(),
+        }
+    });
     let base = file.parent().unwrap_or(Path::new("."));
     let bindings = Bindings {
         inputs: &options.inputs,
@@ -82,7 +133,14 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     // An output neither bound nor declared prints to stdout.
     let mut stdout =
         |name: &str| endpoint::open_sink(name, &OutputSpec::JsonLines(OutputTarget::Stdout));
-    let prepared = match runner::prepare(&plan, bindings, base, options.batch_size, &mut stdout) {
+    let prepared = match runner::prepare(
+        &plan,
+        bindings,
+        base,
+        options.batch_size,
+        &mut stdout,
+        checkpointing,
+    ) {
         Ok(p) => p,
         Err(PrepareError::Usage(m)) => return usage(m),
         Err(PrepareError::Runtime(m)) => return runtime(m),
@@ -124,7 +182,26 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             started.elapsed(),
             outcome.interrupted,
         );
-        if outcome.held {
+        if let Some(c) = &outcome.checkpoints {
+            if let Some((id, path)) = &c.resumed {
+                eprintln!("  resumed from checkpoint {id} ({})", path.display());
+            }
+            if let (true, Some(why)) = (outcome.interrupted, &c.disabled) {
+                eprintln!("  no checkpoint was taken: {why}");
+            }
+            if let Some(id) = c.stopped_at {
+                eprintln!(
+                    "  stopped at checkpoint {id} in {}: run again to resume there (open windows are emitted then), or with --fresh to start over",
+                    c.dir.display()
+                );
+            }
+        }
+        if outcome.held
+            && outcome
+                .checkpoints
+                .as_ref()
+                .is_none_or(|c| c.stopped_at.is_none())
+        {
             eprintln!(
                 "  open windows were not emitted: the positions of their events are not committed, so the next run reads them again"
             );

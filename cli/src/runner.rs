@@ -12,7 +12,8 @@
 //! the sinks the caller chose.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use iotql_connectors::deadletter::{DeadLetterWriter, in_input_order};
 use iotql_connectors::endpoint::{self, InputSpec, OutputSpec};
 use iotql_dsl::Diagnostic;
 use iotql_engine::arrow::record_batch::RecordBatch;
+use iotql_engine::checkpoint::{self, Checkpoint, CheckpointStore, Header};
 use iotql_engine::dataflow::Dataflow;
 use iotql_engine::error::EngineError;
 use iotql_engine::expr::ExprCompiler;
@@ -87,6 +89,70 @@ pub(crate) struct Prepared {
     references: Vec<Reference>,
     /// Rows of the reference tables that could not be read.
     pub refused: Vec<DeadLetter>,
+    checkpoints: Option<Checkpoints>,
+    /// The dead-letter file's length in the checkpoint resumed from.
+    dead_letters_len: Option<u64>,
+}
+
+/// How a run takes checkpoints (`iotql run`; the REPL takes none).
+#[derive(Debug)]
+pub(crate) struct CheckpointOptions {
+    /// The job's own folder of checkpoints.
+    pub dir: PathBuf,
+    /// How often; `None`: only when stopping and on demand.
+    pub interval: Option<Duration>,
+    /// Discard the checkpoints there and start over.
+    pub fresh: bool,
+    /// What shapes the job's state besides its inputs' columns (its
+    /// statements in canonical form, the time policy): a checkpoint taken
+    /// with other ones is refused.
+    pub job: Vec<String>,
+    /// Raised (SIGUSR1) to take a checkpoint now.
+    pub requested: Arc<AtomicBool>,
+}
+
+/// The name under which a checkpoint keeps the dead-letter file's length
+/// among the outputs' states (no output can be named with `@`).
+const DEAD_LETTERS: &str = "@dead-letters";
+
+/// The checkpoints of a running job.
+struct Checkpoints {
+    store: CheckpointStore,
+    /// Held for the run: one run of a job at a time.
+    _lock: std::fs::File,
+    interval: Option<Duration>,
+    fingerprint: String,
+    requested: Arc<AtomicBool>,
+    next_id: u64,
+    last: Instant,
+    /// Each input's position after its last batch pushed.
+    positions: Vec<Option<Vec<u8>>>,
+    /// Why no checkpoint can be taken (an input that cannot resume).
+    disabled: Option<String>,
+    /// The checkpoint this run resumed from.
+    resumed: Option<(u64, PathBuf)>,
+    /// The last checkpoint this run took.
+    taken: Option<u64>,
+}
+
+impl Checkpoints {
+    fn due(&self) -> bool {
+        self.disabled.is_none()
+            && (self.requested.load(Ordering::SeqCst)
+                || self.interval.is_some_and(|i| self.last.elapsed() >= i))
+    }
+}
+
+/// What a run says about its checkpoints at the end.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointReport {
+    pub dir: PathBuf,
+    /// The checkpoint the run resumed from, and its file.
+    pub resumed: Option<(u64, PathBuf)>,
+    /// The last one taken, when the run stopped before its inputs ended.
+    pub stopped_at: Option<u64>,
+    /// Why none could be taken.
+    pub disabled: Option<String>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -106,6 +172,7 @@ pub(crate) fn prepare(
     base: &Path,
     batch_size: usize,
     fallback: &mut dyn FnMut(&str) -> Box<dyn Sink>,
+    checkpointing: Option<CheckpointOptions>,
 ) -> Result<Prepared, PrepareError> {
     use PrepareError::{Runtime, Usage};
     // Only the columns the job reads are decoded. Reference inputs are read whole.
@@ -167,6 +234,37 @@ pub(crate) fn prepare(
         );
     }
 
+    let (checkpoints, resume) = match checkpointing {
+        Some(options) => {
+            let (c, resume) = open_checkpoints(options, &sources)?;
+            (Some(c), resume)
+        }
+        None => (None, None),
+    };
+    if let Some(resume) = &resume {
+        // Outputs roll back to the checkpoint before they start; inputs
+        // continue after it.
+        for (name, state) in &resume.sinks {
+            if name == DEAD_LETTERS {
+                continue;
+            }
+            let sink = sinks.get_mut(name).ok_or_else(|| {
+                Runtime(format!(
+                    "the checkpoint has a state of output `{name}`, which the job does not have"
+                ))
+            })?;
+            sink.recover(state)
+                .map_err(|e| Runtime(format!("output `{name}`: {e}")))?;
+        }
+        for (name, source) in sources.iter_mut() {
+            if let Some(position) = resume.sources.get(name) {
+                source
+                    .seek(position)
+                    .map_err(|e| Runtime(format!("input `{name}`: {e}")))?;
+            }
+        }
+    }
+
     let schemas = sources
         .iter()
         .map(|(n, s)| (n.clone(), s.schema()))
@@ -175,6 +273,21 @@ pub(crate) fn prepare(
     let compiler = ExprCompiler::new();
     let mut dataflow =
         Dataflow::compile(plan, &schemas, sinks, &compiler).map_err(PrepareError::Invalid)?;
+    let dead_letters_len = match &resume {
+        Some(resume) => {
+            dataflow.restore(&resume.operators).map_err(|e| {
+                Runtime(format!(
+                    "the checkpoint's operator state does not fit the job: {e}"
+                ))
+            })?;
+            resume
+                .sinks
+                .get(DEAD_LETTERS)
+                .and_then(|b| b.as_slice().try_into().ok())
+                .map(u64::from_le_bytes)
+        }
+        None => None,
+    };
     let references = references
         .into_iter()
         .map(|(r, table)| dataflow.load_reference(&r.name, &table).map(|()| r))
@@ -185,7 +298,74 @@ pub(crate) fn prepare(
         sources,
         references,
         refused,
+        checkpoints,
+        dead_letters_len,
     })
+}
+
+/// Opens the job's checkpoint folder (locked for the run) and reads the
+/// checkpoint to resume from, refusing one of another version of the job.
+fn open_checkpoints(
+    options: CheckpointOptions,
+    sources: &[(String, Box<dyn Source>)],
+) -> Result<(Checkpoints, Option<Checkpoint>), PrepareError> {
+    use PrepareError::{Runtime, Usage};
+    let store = CheckpointStore::open(&options.dir).map_err(|e| Runtime(e.to_string()))?;
+    let lock_path = options.dir.join("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| Runtime(format!("{}: {e}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(Usage(format!(
+            "another run of this job is using its checkpoints in {} (give this one its own with --state-dir)",
+            options.dir.display()
+        )));
+    }
+    if options.fresh {
+        store.clear().map_err(|e| Runtime(e.to_string()))?;
+    }
+    let mut parts = options.job.clone();
+    for (name, source) in sources {
+        parts.push(format!("input {name}: {:?}", source.schema().fields()));
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let fingerprint = checkpoint::fingerprint(&parts);
+    let recovered = store.latest().map_err(|e| {
+        Runtime(format!(
+            "{e}; run with --fresh to start over from the beginning of the inputs"
+        ))
+    })?;
+    let mut checkpoints = Checkpoints {
+        store,
+        _lock: lock,
+        interval: options.interval,
+        fingerprint,
+        requested: options.requested,
+        next_id: 1,
+        last: Instant::now(),
+        positions: vec![None; sources.len()],
+        disabled: None,
+        resumed: None,
+        taken: None,
+    };
+    let Some(recovered) = recovered else {
+        return Ok((checkpoints, None));
+    };
+    for (path, why) in &recovered.skipped {
+        tracing::warn!("checkpoint {} skipped: {why}", path.display());
+    }
+    let resume = recovered.checkpoint;
+    if resume.header.fingerprint != checkpoints.fingerprint {
+        return Err(Usage(format!(
+            "the checkpoint in {} was taken by another version of this job (its query, time policy or input columns differ), so its state cannot be carried over; run with --fresh to start over from the beginning of the inputs",
+            options.dir.display()
+        )));
+    }
+    checkpoints.next_id = resume.header.id + 1;
+    checkpoints.resumed = Some((resume.header.id, recovered.path));
+    for (i, (name, _)) in sources.iter().enumerate() {
+        checkpoints.positions[i] = resume.sources.get(name).cloned();
+    }
+    Ok((checkpoints, Some(resume)))
 }
 
 /// What happens to open windows when the run is interrupted before its
@@ -212,7 +392,7 @@ pub(crate) trait Observer {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     /// Events pushed into the dataflow.
     pub events: u64,
@@ -220,6 +400,8 @@ pub(crate) struct Outcome {
     pub interrupted: bool,
     /// Stopped with events held (open windows not emitted).
     pub held: bool,
+    /// What became of the run's checkpoints, when it takes them.
+    pub checkpoints: Option<CheckpointReport>,
 }
 
 /// What one reader thread sends.
@@ -245,7 +427,17 @@ impl Prepared {
             sources,
             mut references,
             refused,
+            mut checkpoints,
+            dead_letters_len,
         } = self;
+        if let Some(len) = dead_letters_len
+            && let Err(e) = dead.recover(len)
+        {
+            return (
+                dataflow,
+                Err(format!("dead-letter file {}: {e}", dead.path().display())),
+            );
+        }
         if let Err(e) = dead.write(&refused) {
             return (
                 dataflow,
@@ -285,15 +477,41 @@ impl Prepared {
             interrupted,
             on_interrupt,
             observer,
+            checkpoints: checkpoints.as_mut(),
         });
         // The readers see their channel closed and stop.
         drop(receivers);
         for reader in readers {
             let _ = reader.join();
         }
-        let result = result.and_then(|outcome| {
+        let result = result.and_then(|mut outcome| {
             dead.flush()
                 .map_err(|e| format!("dead-letter file {}: {e}", dead.path().display()))?;
+            if let Some(c) = checkpoints {
+                let stopped_at = if outcome.interrupted { c.taken } else { None };
+                if stopped_at.is_none() && c.disabled.is_none() {
+                    // The inputs ended and every row is out: nothing to
+                    // resume, and the next run starts over.
+                    c.store.clear().map_err(|e| e.to_string())?;
+                    // Leave no empty folders behind (errors: something else is there).
+                    let dir = c.store.dir();
+                    let _ = std::fs::remove_file(dir.join("lock"));
+                    if std::fs::remove_dir(dir).is_ok()
+                        && dir
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("bound-"))
+                        && let Some(parent) = dir.parent()
+                    {
+                        let _ = std::fs::remove_dir(parent);
+                    }
+                }
+                outcome.checkpoints = Some(CheckpointReport {
+                    dir: c.store.dir().to_path_buf(),
+                    resumed: c.resumed,
+                    stopped_at,
+                    disabled: c.disabled,
+                });
+            }
             Ok(outcome)
         });
         (dataflow, result)
@@ -334,9 +552,64 @@ struct Pump<'a> {
     interrupted: &'a AtomicBool,
     on_interrupt: OnInterrupt,
     observer: &'a mut dyn Observer,
+    checkpoints: Option<&'a mut Checkpoints>,
 }
 
 impl Pump<'_> {
+    /// Takes a checkpoint: outputs and dead letters made durable and their
+    /// states, the operators' state and each input's position, written
+    /// atomically. Between two batches, so all of it describes one moment.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        match self.checkpoints.as_deref_mut() {
+            None => return Ok(()),
+            Some(c) => {
+                c.requested.store(false, Ordering::SeqCst);
+                c.last = Instant::now();
+                if c.disabled.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        let mut sinks = self
+            .dataflow
+            .checkpoint_outputs()
+            .map_err(|e| e.to_string())?;
+        self.drain_dead()?;
+        let dead_len = self
+            .dead
+            .checkpoint()
+            .map_err(|e| format!("dead-letter file: {e}"))?;
+        sinks.insert(DEAD_LETTERS.to_string(), dead_len.to_le_bytes().to_vec());
+        let operators = self.dataflow.snapshot().map_err(|e| e.to_string())?;
+        let names = self.names;
+        let Some(c) = self.checkpoints.as_deref_mut() else {
+            return Ok(());
+        };
+        let sources = names
+            .iter()
+            .zip(&c.positions)
+            .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+            .collect();
+        let taken_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let checkpoint = Checkpoint {
+            header: Header {
+                id: c.next_id,
+                fingerprint: c.fingerprint.clone(),
+                taken_at_ms,
+            },
+            operators,
+            sources,
+            sinks,
+        };
+        c.store.save(&checkpoint).map_err(|e| e.to_string())?;
+        tracing::debug!("checkpoint {} taken", c.next_id);
+        c.taken = Some(c.next_id);
+        c.next_id += 1;
+        Ok(())
+    }
+
     /// Writes dead letters, with a broker input's positions in its words.
     fn write_dead(&mut self, mut letters: Vec<DeadLetter>) -> Result<(), String> {
         for letter in letters.iter_mut() {
@@ -411,6 +684,22 @@ impl Pump<'_> {
 
     /// Pushes what reader `i` sent.
     fn take(&mut self, i: usize, batch: SourceBatch) -> Result<u64, String> {
+        if let Some(c) = self.checkpoints.as_deref_mut()
+            && c.disabled.is_none()
+        {
+            match &batch.resume {
+                Some(position) => c.positions[i] = Some(position.clone()),
+                None if batch.batch.is_some() || !batch.dead_letters.is_empty() => {
+                    let why = format!(
+                        "input `{}` cannot resume from a position (stdin, or a source without checkpoints)",
+                        self.names[i]
+                    );
+                    tracing::info!("no checkpoints: {why}");
+                    c.disabled = Some(why);
+                }
+                None => {}
+            }
+        }
         let mut letters = batch.dead_letters;
         let mut events = 0;
         if let Some(partitions) = &batch.partitions {
@@ -451,9 +740,18 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
         events: 0,
         interrupted: false,
         held: false,
+        checkpoints: None,
     };
     let mut last_commit = Instant::now();
     let mut hold_until: Option<Instant> = None;
+    // A first checkpoint before any event: a run killed before the next one
+    // resumes from here, with the dead-letter file cut back to where it was.
+    if p.checkpoints
+        .as_deref()
+        .is_some_and(|c| c.resumed.is_none())
+    {
+        p.checkpoint()?;
+    }
     while open.iter().any(|&o| o) {
         if p.interrupted.load(Ordering::SeqCst) {
             // Stop reading; what was read is flushed.
@@ -471,6 +769,9 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             p.commit_done()?;
             last_commit = Instant::now();
+        }
+        if p.checkpoints.as_deref().is_some_and(Checkpoints::due) {
+            p.checkpoint()?;
         }
         if let Some(until) = hold_until {
             let wait = until.saturating_duration_since(Instant::now());
@@ -511,16 +812,23 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
     }
     // A broker input (one with a committer) is live: Ctrl+C does not end it.
     let live = p.commits.iter().any(Option::is_some);
+    // With checkpoints, a stopped run resumes where it stopped: its open
+    // windows wait for the next run, whatever the inputs.
+    let resumable = p
+        .checkpoints
+        .as_deref()
+        .is_some_and(|c| c.disabled.is_none());
     let stop = outcome.interrupted
         && match p.on_interrupt {
             OnInterrupt::Stop => true,
-            OnInterrupt::FinishFiles => live && open.iter().any(|&o| o),
+            OnInterrupt::FinishFiles => (live || resumable) && open.iter().any(|&o| o),
         };
     if stop {
         // Stopped early: what is emitted is flushed and its positions
         // committed; open windows are not emitted (a broker input's wait
         // for the next run).
         p.commit_done()?;
+        p.checkpoint()?;
         outcome.held = p.dataflow.held_since().is_some();
         p.dataflow.stop().map_err(|e| e.to_string())?;
         p.drain_dead()?;

@@ -74,4 +74,31 @@ impl DeadLetterWriter {
             None => Ok(()),
         }
     }
+
+    /// Makes the dead letters written so far durable and returns the
+    /// file's length, for a checkpoint (0 when there is no file yet).
+    pub fn checkpoint(&mut self) -> std::io::Result<u64> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+            f.get_ref().sync_data()?;
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cuts the file back to `len` bytes (what a checkpoint recorded): the
+    /// dead letters of events after the checkpoint are written again by the
+    /// resumed job, once.
+    pub fn recover(&mut self, len: u64) -> std::io::Result<()> {
+        self.file = None;
+        match OpenOptions::new().write(true).open(&self.path) {
+            Ok(f) if f.metadata()?.len() > len => f.set_len(len),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -260,6 +260,7 @@ impl MessageDecoder {
             mark: 0,
             arrival,
             partitions: None,
+            resume: None,
         })
     }
 }

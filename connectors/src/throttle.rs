@@ -18,6 +18,7 @@ use iotql_engine::arrow::compute::take;
 use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::arrow::row::{OwnedRow, RowConverter, SortField};
+use iotql_engine::checkpoint::{sections, split_sections};
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Sink, SinkMetrics};
 use iotql_engine::operator::DeadLetter;
@@ -95,6 +96,9 @@ pub struct ThrottledSink {
     /// The latest event time seen, to forget keys that are long quiet.
     latest: i64,
     writes: u64,
+    /// Key states of a checkpoint, applied at start (when the key
+    /// columns' types are known).
+    recovered: Vec<(Vec<u8>, KeyState)>,
 }
 
 impl std::fmt::Debug for ThrottledSink {
@@ -125,6 +129,7 @@ impl ThrottledSink {
             metrics,
             latest: i64::MIN,
             writes: 0,
+            recovered: Vec::new(),
         }
     }
 
@@ -191,7 +196,12 @@ impl Sink for ThrottledSink {
                 .iter()
                 .map(|&i| SortField::new(schema.field(i).data_type().clone()))
                 .collect();
-            self.converter = Some(RowConverter::new(fields)?);
+            let converter = RowConverter::new(fields)?;
+            let parser = converter.parser();
+            for (row, state) in std::mem::take(&mut self.recovered) {
+                self.keys.insert(parser.parse(&row).owned(), state);
+            }
+            self.converter = Some(converter);
         }
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(SUPPRESSED, DataType::Int64, false));
@@ -291,6 +301,62 @@ impl Sink for ThrottledSink {
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         Some(self.metrics.clone())
+    }
+
+    /// The throttle's state (each key's last row through and rows held
+    /// back), so that a resumed job neither repeats an alert nor loses a
+    /// held-back count, and the inner output's state.
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        let inner = self.inner.checkpoint()?;
+        let state = |s: &KeyState| [s.last.to_le_bytes(), s.suppressed.to_le_bytes()].concat();
+        let mut parts = vec![
+            match &inner {
+                Some(i) => [&[1u8][..], i].concat(),
+                None => vec![0],
+            },
+            [state(&self.whole), self.latest.to_le_bytes().to_vec()].concat(),
+        ];
+        for (row, s) in &self.keys {
+            parts.push(row.row().as_ref().to_vec());
+            parts.push(state(s));
+        }
+        Ok(Some(sections(&parts)))
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let bad = || EngineError::State("a damaged throttle state".into());
+        let parts = split_sections(state)?;
+        let (Some(inner), Some(whole)) = (parts.first(), parts.get(1)) else {
+            return Err(bad());
+        };
+        let number = |bytes: &[u8], at: usize| -> Result<i64, EngineError> {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .ok_or_else(bad)
+        };
+        let key_state = |bytes: &[u8]| -> Result<KeyState, EngineError> {
+            Ok(KeyState {
+                last: number(bytes, 0)?,
+                suppressed: number(bytes, 8)?,
+            })
+        };
+        match inner.split_first() {
+            Some((1, inner)) => self.inner.recover(inner)?,
+            Some((0, [])) => {}
+            _ => return Err(bad()),
+        }
+        self.whole = key_state(whole)?;
+        self.latest = number(whole, 16)?;
+        self.recovered = parts[2..]
+            .chunks(2)
+            .map(|pair| match pair {
+                [row, s] => Ok((row.to_vec(), key_state(s)?)),
+                _ => Err(bad()),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 }
 

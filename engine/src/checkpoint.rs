@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_64;
 
 use crate::error::EngineError;
-use crate::window::ipc::{sections, split_sections};
 
 const MAGIC: &[u8; 8] = b"IOTQLCK1";
 const SUFFIX: &str = ".iotql";
@@ -50,6 +49,17 @@ pub struct Checkpoint {
     pub sources: BTreeMap<String, Vec<u8>>,
     /// Each output's commit state, in the sink's own encoding.
     pub sinks: BTreeMap<String, Vec<u8>>,
+}
+
+/// Joins byte sections, each prefixed with its length: the layout of
+/// checkpoint files, for operators' and sinks' states too.
+pub fn sections(parts: &[Vec<u8>]) -> Vec<u8> {
+    crate::window::ipc::sections(parts)
+}
+
+/// Splits what [`sections`] joined; a truncated section is an error.
+pub fn split_sections(bytes: &[u8]) -> Result<Vec<&[u8]>, EngineError> {
+    crate::window::ipc::split_sections(bytes)
 }
 
 fn damaged(why: impl std::fmt::Display) -> EngineError {

@@ -148,6 +148,14 @@ impl Sink for CountingSink {
     fn metrics(&self) -> Option<Arc<crate::io::SinkMetrics>> {
         self.inner.metrics()
     }
+
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.checkpoint()
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        self.inner.recover(state)
+    }
 }
 
 fn diag(span: iotql_dsl::Span, message: impl Into<String>) -> Vec<Diagnostic> {
@@ -445,7 +453,10 @@ impl Build<'_> {
             sink: sink.metrics(),
         });
         let counting = CountingSink { inner: sink, rows };
-        Ok((Box::new(SinkOperator::new(Box::new(counting))), schema))
+        Ok((
+            Box::new(SinkOperator::new(output, Box::new(counting))),
+            schema,
+        ))
     }
 }
 
@@ -540,7 +551,7 @@ impl Dataflow {
     pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         let mut letters = std::mem::take(&mut self.dead_letters);
         for node in &mut self.nodes {
-            if let Some(sink) = node.op.sink_mut() {
+            if let Some((_, sink)) = node.op.output() {
                 letters.extend(sink.take_dead_letters());
             }
         }
@@ -612,11 +623,27 @@ impl Dataflow {
     /// ([`Sink::tick`]).
     pub fn tick_outputs(&mut self) -> Result<(), EngineError> {
         for node in &mut self.nodes {
-            if let Some(sink) = node.op.sink_mut() {
+            if let Some((_, sink)) = node.op.output() {
                 sink.tick()?;
             }
         }
         Ok(())
+    }
+
+    /// Every output's checkpoint state ([`Sink::checkpoint`]), by output
+    /// name; outputs that cannot be rolled back are left out.
+    pub fn checkpoint_outputs(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, EngineError> {
+        let mut states = std::collections::BTreeMap::new();
+        for node in &mut self.nodes {
+            if let Some((name, sink)) = node.op.output()
+                && let Some(state) = sink.checkpoint()?
+            {
+                states.insert(name.to_string(), state);
+            }
+        }
+        Ok(states)
     }
 
     /// Flushes every output ([`Sink::flush`]).

@@ -70,6 +70,27 @@ pub trait Sink: Send {
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         None
     }
+
+    /// A checkpoint is being taken: make everything written so far durable
+    /// and return the state that [`Sink::recover`] rolls the output back to
+    /// (a file's length, a table's last row id, the files committed), so
+    /// that rows written after the checkpoint can be undone when a job
+    /// resumes from it. `None` (the default, after a flush): the output
+    /// cannot be rolled back, and rows written between the checkpoint and a
+    /// crash are written again (at least once).
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.flush()?;
+        Ok(None)
+    }
+
+    /// Before [`Sink::start`], when a job resumes from a checkpoint: roll
+    /// the output back to `state` (what [`Sink::checkpoint`] returned then)
+    /// and continue after it. Only called with this sink's own state.
+    fn recover(&mut self, _state: &[u8]) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(
+            "this output cannot be rolled back to a checkpoint".into(),
+        ))
+    }
 }
 
 /// What a sink counts about its deliveries. Shared: the run summary and a
@@ -138,6 +159,14 @@ pub trait Source: Send {
     fn committer(&self) -> Option<Box<dyn Committer>> {
         None
     }
+
+    /// Continues reading after the events a checkpoint covers: `position`
+    /// is a [`SourceBatch::resume`] of an earlier run of the same job.
+    fn seek(&mut self, _position: &[u8]) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(
+            "this input cannot resume from a checkpoint".into(),
+        ))
+    }
 }
 
 /// Commits a broker source's read positions once the outputs that depend on
@@ -167,4 +196,8 @@ pub struct SourceBatch {
     /// A partitioned source's partitions (the ids in its partition column),
     /// sent when they change (a Kafka rebalance).
     pub partitions: Option<Vec<u64>>,
+    /// Where reading resumes after this batch (a file's byte offset and
+    /// line), for checkpoints: given to [`Source::seek`] by a job that
+    /// resumes. `None` for a source that cannot resume (stdin).
+    pub resume: Option<Vec<u8>>,
 }

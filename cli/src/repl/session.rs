@@ -476,8 +476,14 @@ impl Session {
             printed.push(name.to_string());
             Box::new(TerminalSink::new(name, format))
         };
-        let prepared =
-            runner::prepare(&plan, self.bindings(), &self.cwd, batch_size, &mut terminal);
+        let prepared = runner::prepare(
+            &plan,
+            self.bindings(),
+            &self.cwd,
+            batch_size,
+            &mut terminal,
+            None,
+        );
         let prepared = match prepared {
             Ok(p) => p,
             Err(PrepareError::Invalid(problems)) => {

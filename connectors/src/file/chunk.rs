@@ -34,6 +34,11 @@ pub(crate) struct ChunkConfig {
     pub batch_size: usize,
     /// Whether double quotes group fields that may span lines (CSV).
     pub quoted: bool,
+    /// The input, to reopen at a checkpoint's position; `None` when it
+    /// cannot be reopened (stdin).
+    pub reopen: Option<super::Input>,
+    /// The offset in the input of the first record (after a CSV header).
+    pub body_start: u64,
 }
 
 /// Splits a reader into chunks of whole records, `batch_size` at a time.
@@ -41,9 +46,9 @@ pub(crate) struct ChunkConfig {
 /// Bytes are read in large blocks; record ends are found with `memchr`
 /// (newlines outside double quotes when `quoted`), and a chunk of records is
 /// decoded by arrow in one call, straight from the block.
-pub(crate) struct ChunkReader<R, D> {
+pub(crate) struct ChunkReader<D> {
     input: String,
-    reader: R,
+    reader: Box<dyn BufRead + Send>,
     decoder: D,
     schema: SchemaRef,
     with_position: SchemaRef,
@@ -57,13 +62,21 @@ pub(crate) struct ChunkReader<R, D> {
     total: Option<u64>,
     quoted: bool,
     eof: bool,
+    reopen: Option<super::Input>,
+    body_start: u64,
+    /// The bytes of records (and blank lines) read into batches so far.
+    consumed: u64,
 }
 
 /// How many bytes a read asks for.
 const BLOCK: usize = 1 << 20;
 
-impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
-    pub(crate) fn new(config: ChunkConfig, reader: R, decoder: D) -> Self {
+/// The tag of a file input's resume position: the byte offset of the next
+/// record and its line.
+const POSITION_TAG: &[u8; 2] = b"F1";
+
+impl<D: RecordDecoder> ChunkReader<D> {
+    pub(crate) fn new(config: ChunkConfig, reader: Box<dyn BufRead + Send>, decoder: D) -> Self {
         let mut fields: Vec<Field> = config
             .schema
             .fields()
@@ -85,7 +98,61 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
             total: config.total,
             quoted: config.quoted,
             eof: false,
+            reopen: config.reopen,
+            body_start: config.body_start,
+            consumed: 0,
         }
+    }
+
+    /// Where reading resumes after what has been read into batches.
+    fn resume_position(&self) -> Option<Vec<u8>> {
+        self.reopen.as_ref()?;
+        let offset = self.body_start + self.consumed;
+        Some(
+            [
+                &POSITION_TAG[..],
+                &offset.to_le_bytes(),
+                &self.next_line.to_le_bytes(),
+            ]
+            .concat(),
+        )
+    }
+
+    /// Reopens the input at a [`Self::resume_position`] of an earlier run.
+    fn seek_to(&mut self, position: &[u8]) -> Result<(), EngineError> {
+        let error = |message: String| EngineError::Source {
+            input: self.input.clone(),
+            message,
+        };
+        let (offset, line) = match position.strip_prefix(&POSITION_TAG[..]) {
+            Some(rest) if rest.len() == 16 => {
+                let (offset, line) = rest.split_at(8);
+                let number = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                (number(offset), number(line))
+            }
+            _ => {
+                return Err(error(
+                    "the checkpoint's position is not a file position".into(),
+                ));
+            }
+        };
+        let Some(input) = &self.reopen else {
+            return Err(error("stdin cannot resume from a checkpoint".into()));
+        };
+        if offset < self.body_start || self.total.is_some_and(|t| offset > t) {
+            return Err(error(format!(
+                "the checkpoint's position (byte {offset}) is not in the input ({} bytes): the file was replaced or truncated; start fresh",
+                self.total.map_or("?".into(), |t| t.to_string())
+            )));
+        }
+        self.reader = input.open_at(offset).map_err(error)?;
+        self.block.clear();
+        self.start = 0;
+        self.eof = false;
+        self.next_line = line;
+        self.consumed = offset - self.body_start;
+        self.bytes_read = offset;
+        Ok(())
     }
 
     /// Reads another block, keeping the unread bytes at the front.
@@ -211,6 +278,7 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         // Past the last record, and any blank lines before the next one.
         let consumed = &self.block[self.start..end];
         self.next_line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        self.consumed += consumed.len() as u64;
         self.start = end;
         let batch = match batch {
             Some(b) => {
@@ -223,6 +291,7 @@ impl<R: BufRead + Send, D: RecordDecoder> ChunkReader<R, D> {
         Ok(Some(SourceBatch {
             batch,
             dead_letters,
+            resume: self.resume_position(),
             ..Default::default()
         }))
     }
@@ -348,7 +417,7 @@ pub(crate) fn field_count(line: &[u8]) -> usize {
     count
 }
 
-impl<R: BufRead + Send, D: RecordDecoder> Source for ChunkReader<R, D> {
+impl<D: RecordDecoder> Source for ChunkReader<D> {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -359,5 +428,9 @@ impl<R: BufRead + Send, D: RecordDecoder> Source for ChunkReader<R, D> {
 
     fn progress(&self) -> (u64, Option<u64>) {
         (self.bytes_read, self.total)
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), EngineError> {
+        self.seek_to(position)
     }
 }

@@ -199,6 +199,8 @@ pub fn open_source(
             total,
             batch_size,
             quoted: true,
+            reopen: input.reopenable(),
+            body_start: header_end as u64,
         },
         body,
         decoder,
@@ -214,7 +216,10 @@ pub struct CsvSink {
     /// The file; each write encodes its rows into it with an arrow CSV
     /// writer of its own (which writes out every row it is given), so raw
     /// lines can go through the same buffer in order.
-    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    out: Option<BufWriter<super::OutFile>>,
+    /// The length to cut the file back to and write on from, when the job
+    /// resumes from a checkpoint.
+    resume: Option<u64>,
 }
 
 impl CsvSink {
@@ -223,6 +228,7 @@ impl CsvSink {
             name: name.to_string(),
             target,
             out: None,
+            resume: None,
         }
     }
 
@@ -272,10 +278,31 @@ pub fn to_text(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, Ar
 
 impl Sink for CsvSink {
     fn start(&mut self, schema: &SchemaRef) -> Result<(), EngineError> {
+        if let Some(len) = self.resume {
+            let out = self.target.reopen_at(len).map_err(|e| self.error(e))?;
+            self.out = Some(BufWriter::with_capacity(1 << 16, out));
+            return Ok(());
+        }
         let out = self.target.create().map_err(|e| self.error(e))?;
         self.out = Some(BufWriter::with_capacity(1 << 16, out));
         // The header, even if no row ever comes.
         self.encode(&RecordBatch::new_empty(schema.clone()), true)
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(None);
+        };
+        let len = out
+            .flush()
+            .and_then(|()| out.get_mut().checkpoint())
+            .map_err(|e| self.error(e))?;
+        Ok(len.map(super::file_state))
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        self.resume = Some(super::file_state_len(state).map_err(|e| self.error(e))?);
+        Ok(())
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {

@@ -157,6 +157,8 @@ pub fn open_source(
             total,
             batch_size,
             quoted: false,
+            reopen: input.reopenable(),
+            body_start: 0,
         },
         body,
         decoder,
@@ -193,7 +195,10 @@ fn json_writer<W: Write>(out: W) -> Writer<W, LineDelimited> {
 pub struct JsonLinesSink {
     name: String,
     target: OutputTarget,
-    writer: Option<Writer<BufWriter<Box<dyn Write + Send>>, LineDelimited>>,
+    writer: Option<Writer<BufWriter<super::OutFile>, LineDelimited>>,
+    /// The length to cut the file back to and write on from, when the job
+    /// resumes from a checkpoint.
+    resume: Option<u64>,
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -210,6 +215,7 @@ impl JsonLinesSink {
             name: name.to_string(),
             target,
             writer: None,
+            resume: None,
         }
     }
 
@@ -223,8 +229,29 @@ impl JsonLinesSink {
 
 impl Sink for JsonLinesSink {
     fn start(&mut self, _schema: &SchemaRef) -> Result<(), EngineError> {
-        let out = self.target.create().map_err(|e| self.error(e))?;
+        let out = match self.resume {
+            Some(len) => self.target.reopen_at(len),
+            None => self.target.create(),
+        }
+        .map_err(|e| self.error(e))?;
         self.writer = Some(json_writer(BufWriter::with_capacity(1 << 16, out)));
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(None);
+        };
+        let out = w.get_mut();
+        let len = out
+            .flush()
+            .and_then(|()| out.get_mut().checkpoint())
+            .map_err(|e| self.error(e))?;
+        Ok(len.map(super::file_state))
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        self.resume = Some(super::file_state_len(state).map_err(|e| self.error(e))?);
         Ok(())
     }
 

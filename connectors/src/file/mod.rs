@@ -55,6 +55,32 @@ impl Input {
     }
 }
 
+impl Input {
+    /// The reader from byte `offset` on (a job resuming from a checkpoint).
+    pub(crate) fn open_at(&self, offset: u64) -> Result<Box<dyn BufRead + Send>, String> {
+        match self {
+            Input::Stdin => Err("stdin cannot be read from a position".into()),
+            Input::Path(p) => {
+                let mut f =
+                    File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))
+                    .map_err(|e| format!("cannot seek in {}: {e}", p.display()))?;
+                Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+            }
+            Input::Memory(bytes) => {
+                let mut cursor = std::io::Cursor::new(bytes.clone());
+                cursor.set_position(offset);
+                Ok(Box::new(cursor))
+            }
+        }
+    }
+
+    /// The input again, when it can be reopened at a position.
+    pub(crate) fn reopenable(&self) -> Option<Input> {
+        (!matches!(self, Input::Stdin)).then(|| self.clone())
+    }
+}
+
 /// A file to write (its folder created if missing), or stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputTarget {
@@ -71,12 +97,15 @@ impl OutputTarget {
         }
     }
 
-    pub(crate) fn create(&self) -> Result<Box<dyn Write + Send>, String> {
+    pub(crate) fn create(&self) -> Result<OutFile, String> {
         match self {
-            OutputTarget::Stdout => Ok(Box::new(PipeTolerant {
-                inner: std::io::stdout(),
-                closed: false,
-            })),
+            OutputTarget::Stdout => Ok(OutFile {
+                out: Out::Stdout(PipeTolerant {
+                    inner: std::io::stdout(),
+                    closed: false,
+                }),
+                position: 0,
+            }),
             OutputTarget::Path(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
@@ -84,10 +113,101 @@ impl OutputTarget {
                 }
                 let f =
                     File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
-                Ok(Box::new(f))
+                Ok(OutFile {
+                    out: Out::File(f),
+                    position: 0,
+                })
             }
         }
     }
+
+    /// The file of an earlier run cut back to `len` bytes (what a checkpoint
+    /// recorded), written on from there: a resumed job's rows follow the
+    /// rows the checkpoint covers, and rows written after it are gone.
+    pub(crate) fn reopen_at(&self, len: u64) -> Result<OutFile, String> {
+        let OutputTarget::Path(p) = self else {
+            return Err("stdout cannot be rolled back to a checkpoint".into());
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .map_err(|e| format!("cannot reopen {} to resume: {e}", p.display()))?;
+        let size = f
+            .metadata()
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .len();
+        if size < len {
+            return Err(format!(
+                "{} has {size} bytes, fewer than the {len} its checkpoint recorded: it was changed since; start fresh",
+                p.display()
+            ));
+        }
+        f.set_len(len)
+            .map_err(|e| format!("cannot cut {} back to {len} bytes: {e}", p.display()))?;
+        let mut f = f;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(len))
+            .map_err(|e| format!("cannot seek in {}: {e}", p.display()))?;
+        Ok(OutFile {
+            out: Out::File(f),
+            position: len,
+        })
+    }
+}
+
+/// An output file or stdout, knowing how many bytes it holds, for
+/// checkpoints.
+pub(crate) struct OutFile {
+    out: Out,
+    position: u64,
+}
+
+enum Out {
+    Stdout(PipeTolerant),
+    File(File),
+}
+
+impl OutFile {
+    /// Makes what was written durable (fsync) and returns the file's
+    /// length: the state a checkpoint records. `None` for stdout, which
+    /// cannot be rolled back.
+    pub(crate) fn checkpoint(&mut self) -> std::io::Result<Option<u64>> {
+        match &mut self.out {
+            Out::Stdout(s) => s.flush().map(|()| None),
+            Out::File(f) => f.sync_data().map(|()| Some(self.position)),
+        }
+    }
+}
+
+impl Write for OutFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = match &mut self.out {
+            Out::Stdout(s) => s.write(buf)?,
+            Out::File(f) => f.write(buf)?,
+        };
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.out {
+            Out::Stdout(s) => s.flush(),
+            Out::File(f) => f.flush(),
+        }
+    }
+}
+
+/// The checkpoint state of a file output: its length.
+pub(crate) fn file_state(len: u64) -> Vec<u8> {
+    [&b"L1"[..], &len.to_le_bytes()].concat()
+}
+
+/// What [`file_state`] encoded.
+pub(crate) fn file_state_len(state: &[u8]) -> Result<u64, String> {
+    state
+        .strip_prefix(&b"L1"[..])
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| "the checkpoint's state of this output is not a file length (the output's connector changed?)".to_string())
 }
 
 /// Stdout that treats a closed pipe (`iotql run ... | head`) as the reader

@@ -369,6 +369,7 @@ impl Source for MqttSource {
                 mark: self.last,
                 arrival: Some(EventTime(now_micros())),
                 partitions: None,
+                resume: None,
             }));
         }
         self.taken += batch.len() as u64;

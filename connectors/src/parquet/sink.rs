@@ -39,6 +39,9 @@ pub struct ParquetSink {
     run: String,
     /// The number of the next file of this run.
     seq: u64,
+    /// The files of the run that a checkpoint counts (those numbered
+    /// below it), when the job resumes from one.
+    resume: Option<u64>,
     metrics: Arc<SinkMetrics>,
 }
 
@@ -79,6 +82,7 @@ impl ParquetSink {
             files: BTreeMap::new(),
             run: chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string(),
             seq: 0,
+            resume: None,
             metrics: Arc::new(SinkMetrics::default()),
         }
     }
@@ -208,6 +212,19 @@ impl Sink for ParquetSink {
             ))
         })?;
         remove_leftovers(&self.name, &self.output.dir).map_err(|e| self.error(e))?;
+        if let Some(committed) = self.resume.take() {
+            // Files completed after the checkpoint resumed from: their rows
+            // are written again by this run.
+            let run = self.run.clone();
+            let removed = remove_files(&self.output.dir, |name| {
+                file_seq(name, &run).is_some_and(|n| n >= committed)
+            })
+            .map_err(|e| self.error(e))?;
+            if removed > 0 {
+                tracing::info!(output = %self.name, removed, "removed Parquet files written after the checkpoint");
+            }
+            self.seq = committed;
+        }
         self.layout = Some(Layout {
             partitioner,
             schema: Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
@@ -250,6 +267,37 @@ impl Sink for ParquetSink {
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         Some(self.metrics.clone())
+    }
+
+    /// Completes the open files; the state is the run's name and the number
+    /// of its next file: every file numbered below it is complete and
+    /// counted by the checkpoint.
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.flush()?;
+        Ok(Some(
+            [&b"P1"[..], &self.seq.to_le_bytes(), self.run.as_bytes()].concat(),
+        ))
+    }
+
+    /// Continues the run of the checkpoint: files it wrote after the
+    /// checkpoint are removed at start, and numbering goes on from there.
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let parsed = state
+            .strip_prefix(&b"P1"[..])
+            .filter(|rest| rest.len() >= 8)
+            .and_then(|rest| {
+                let (seq, run) = rest.split_at(8);
+                Some((
+                    u64::from_le_bytes(seq.try_into().ok()?),
+                    String::from_utf8(run.to_vec()).ok()?,
+                ))
+            });
+        let Some((seq, run)) = parsed else {
+            return Err(self.error("the checkpoint's state of this output is not a Parquet one"));
+        };
+        self.resume = Some(seq);
+        self.run = run;
+        Ok(())
     }
 }
 
@@ -296,6 +344,18 @@ fn to_utc(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String>
 /// partition folders: they were never complete, and their rows were not
 /// committed (a broker input reads them again). One job writes a folder.
 fn remove_leftovers(output: &str, dir: &Path) -> Result<(), String> {
+    let removed = remove_files(dir, |name| {
+        name.starts_with(".part-") && name.ends_with(IN_PROGRESS)
+    })?;
+    if removed > 0 {
+        tracing::warn!(output, removed, dir = %dir.display(), "removed unfinished Parquet files of an earlier run");
+    }
+    Ok(())
+}
+
+/// Removes the files in `dir` and its partition folders whose names `pick`
+/// picks; returns how many.
+fn remove_files(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<usize, String> {
     let mut removed = 0;
     let mut folders = vec![dir.to_path_buf()];
     while let Some(folder) = folders.pop() {
@@ -311,16 +371,22 @@ fn remove_leftovers(output: &str, dir: &Path) -> Result<(), String> {
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             if kind.is_dir() && name.contains('=') {
                 folders.push(path);
-            } else if kind.is_file() && name.starts_with(".part-") && name.ends_with(IN_PROGRESS) {
-                std::fs::remove_file(&path).map_err(|e| {
-                    format!("cannot remove the unfinished file {}: {e}", path.display())
-                })?;
+            } else if kind.is_file() && pick(&name) {
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
                 removed += 1;
             }
         }
     }
-    if removed > 0 {
-        tracing::warn!(output, removed, dir = %dir.display(), "removed unfinished Parquet files of an earlier run");
-    }
-    Ok(())
+    Ok(removed)
+}
+
+/// The number of a complete file `part-RUN-SEQ.parquet` of run `run`.
+fn file_seq(name: &str, run: &str) -> Option<u64> {
+    name.strip_prefix("part-")?
+        .strip_prefix(run)?
+        .strip_prefix('-')?
+        .strip_suffix(".parquet")?
+        .parse()
+        .ok()
 }

@@ -287,6 +287,9 @@ pub struct SqliteSink {
     /// Rows the table refused.
     dead_letters: Vec<DeadLetter>,
     metrics: Arc<SinkMetrics>,
+    /// The table's last row id in the checkpoint resumed from: rows after
+    /// it are deleted at start (a table without a key).
+    resume: Option<i64>,
 }
 
 impl std::fmt::Debug for SqliteSink {
@@ -308,6 +311,7 @@ impl SqliteSink {
             insert: String::new(),
             dead_letters: Vec::new(),
             metrics: Arc::default(),
+            resume: None,
         }
     }
 
@@ -628,6 +632,19 @@ impl Sink for SqliteSink {
                 .map_err(|e| self.error(e))?,
             None => self.create_table(conn, schema).map_err(|e| self.error(e))?,
         }
+        if let Some(last) = self.resume.take() {
+            // Rows inserted after the checkpoint are inserted again by the
+            // resumed job: remove them first.
+            let removed = conn
+                .execute(
+                    &format!("DELETE FROM {} WHERE rowid > ?1", quote(&self.output.table)),
+                    [last],
+                )
+                .map_err(|e| self.error(e))?;
+            if removed > 0 {
+                tracing::info!(output = %self.name, removed, "removed rows written after the checkpoint");
+            }
+        }
         self.kinds = schema
             .fields()
             .iter()
@@ -722,6 +739,41 @@ impl Sink for SqliteSink {
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
         Some(self.metrics.clone())
+    }
+
+    /// Commits; with a key, replayed rows overwrite their own (nothing to
+    /// undo, no state); without one, the state is the table's last row id.
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.flush()?;
+        if !self.output.key.is_empty() {
+            return Ok(None);
+        }
+        let Some((db, _)) = &self.db else {
+            return Ok(None);
+        };
+        let last: rusqlite::Result<Option<i64>> = lock(db).conn.query_row(
+            &format!("SELECT max(rowid) FROM {}", quote(&self.output.table)),
+            [],
+            |r| r.get(0),
+        );
+        match last {
+            Ok(id) => Ok(Some([&b"R1"[..], &id.unwrap_or(0).to_le_bytes()].concat())),
+            // A table WITHOUT ROWID cannot be rolled back: at least once.
+            Err(e) if e.to_string().contains("no such column") => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let rest = state.strip_prefix(&b"R1"[..]).ok_or_else(|| {
+            self.error("the checkpoint's state of this output is not a SQLite one")
+        })?;
+        let last = rest
+            .try_into()
+            .map(i64::from_le_bytes)
+            .map_err(|_| self.error("a damaged checkpoint state"))?;
+        self.resume = Some(last);
+        Ok(())
     }
 }
 

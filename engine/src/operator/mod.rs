@@ -244,8 +244,9 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// The sink an output operator writes to; `None` for other operators.
-    fn sink_mut(&mut self) -> Option<&mut dyn crate::io::Sink> {
+    /// The output an output operator writes to, by name, and its sink;
+    /// `None` for other operators.
+    fn output(&mut self) -> Option<(&str, &mut dyn crate::io::Sink)> {
         None
     }
 

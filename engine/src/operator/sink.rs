@@ -8,6 +8,8 @@ use crate::error::EngineError;
 use crate::io::Sink;
 
 pub struct SinkOperator {
+    /// The output's name in the job.
+    name: String,
     sink: Box<dyn Sink>,
     rows: u64,
 }
@@ -21,8 +23,12 @@ impl std::fmt::Debug for SinkOperator {
 }
 
 impl SinkOperator {
-    pub fn new(sink: Box<dyn Sink>) -> Self {
-        Self { sink, rows: 0 }
+    pub fn new(name: &str, sink: Box<dyn Sink>) -> Self {
+        Self {
+            name: name.to_string(),
+            sink,
+            rows: 0,
+        }
     }
 }
 
@@ -82,7 +88,7 @@ impl Operator for SinkOperator {
         self.sink.finish()
     }
 
-    fn sink_mut(&mut self) -> Option<&mut dyn Sink> {
-        Some(self.sink.as_mut())
+    fn output(&mut self) -> Option<(&str, &mut dyn Sink)> {
+        Some((&self.name, self.sink.as_mut()))
     }
 }
