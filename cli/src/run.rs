@@ -157,6 +157,8 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         let flag = interrupted.clone();
         // A second Ctrl+C while stopping is not caught: the job stops at once.
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        // SIGTERM (a service manager stopping the job) stops it the same way.
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted.clone());
     }
 
     let mut progress = Progress {

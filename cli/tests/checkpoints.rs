@@ -295,7 +295,7 @@ fn a_changed_job_refuses_the_checkpoint_until_fresh_and_a_damaged_one_is_skipped
     let (expected, _) = reference(events);
     let dir = job_dir(events);
     let args = ["--checkpoint-interval", "1h", "--batch-size", "20"];
-    // Two checkpoints on demand, then stopped by Ctrl+C at a third.
+    // Two checkpoints on demand, then stopped by SIGTERM at a third.
     let child = spawn(dir.path(), &args);
     for id in 2..=3 {
         wait_for_checkpoint(dir.path(), id - 1);
@@ -303,7 +303,7 @@ fn a_changed_job_refuses_the_checkpoint_until_fresh_and_a_damaged_one_is_skipped
         signal(&child, "-USR1");
     }
     wait_for_checkpoint(dir.path(), 3);
-    signal(&child, "-INT");
+    signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let stopped = checkpoint_said(&out, "stopped at");
