@@ -69,7 +69,11 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         },
         extra_inputs: bound_inputs,
     };
-    let plan = match job.check(&check).and_then(|s| job.plan(&s, &plan_options)) {
+    let plan = match job
+        .check(&check)
+        .and_then(|s| job.check_env(&s, false).map(|()| s))
+        .and_then(|s| job.plan(&s, &plan_options))
+    {
         Ok(p) => p,
         Err(code) => return code,
     };

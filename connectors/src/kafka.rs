@@ -473,7 +473,9 @@ impl Health {
     }
 
     fn failed(&self, error: &KafkaError, reason: &str) {
-        if is_refusal(error) {
+        // TLS to a plaintext listener, or a certificate not trusted, comes
+        // as a transport failure whose reason says so.
+        if is_refusal(error) || reason.contains("SSL handshake failed") {
             let message = crate::secret::scrub(&format!(
                 "the Kafka brokers refused the connection: {error} ({reason}); check security_protocol, the SASL credentials and the TLS files"
             ))

@@ -466,6 +466,59 @@ pub fn render_option(connector: Option<&str>, key: &str, value: &str) -> String 
     value.to_string()
 }
 
+/// `value` with the bytes [`render_option`] would hide replaced by `*`,
+/// keeping its length: for showing a job's own text (a diagnostic's source
+/// lines) with every span still in place.
+pub fn mask_value(connector: Option<&str>, key: &str, value: &str) -> String {
+    let star = |text: &str| "*".repeat(text.len());
+    if is_secret_option(key) {
+        return if is_reference(value) {
+            value.to_string()
+        } else {
+            star(value)
+        };
+    }
+    let Some(scheme_end) = value.find("://") else {
+        return value.to_string();
+    };
+    let mut out = value.to_string();
+    let after = scheme_end + 3;
+    let authority_end = value[after..]
+        .find(['/', '?', '#'])
+        .map_or(value.len(), |i| after + i);
+    if let Some(password) = url_password(value)
+        && let Some(at) = value[after..authority_end].rfind('@')
+    {
+        let start = after + at - password.len();
+        out.replace_range(start..after + at, &star(password));
+    }
+    let token_path = key.eq_ignore_ascii_case("url")
+        && connector
+            .is_some_and(|c| TOKEN_PATH_CONNECTORS.contains(&c.to_ascii_lowercase().as_str()));
+    if token_path && authority_end < value.len() {
+        // Everything after the first part of the path.
+        let path = &value[authority_end..];
+        let first_end = path[1.min(path.len())..]
+            .find(['/', '?', '#'])
+            .map_or(path.len(), |i| i + 1);
+        let from = authority_end + first_end;
+        out.replace_range(from.., &star(&value[from..]));
+    } else if let Some(q) = value.find('?') {
+        let mut at = q + 1;
+        for pair in value[q + 1..].split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && is_secret_option(&percent_decode(k))
+                && !is_reference(v)
+            {
+                let start = at + k.len() + 1;
+                out.replace_range(start..start + v.len(), &star(v));
+            }
+            at += pair.len() + 1;
+        }
+    }
+    out
+}
+
 /// `Debug` for a map of settings: secret values as `***`.
 pub struct Redacted<'a>(pub &'a BTreeMap<String, String>);
 
@@ -607,6 +660,38 @@ mod tests {
             format!("{:?} {}", Secret::new("x"), Secret::new("x")),
             "*** ***"
         );
+    }
+
+    #[test]
+    fn masked_values_keep_their_length() {
+        let cases = [
+            (None, "password", "hunter2", "*******"),
+            (None, "password", "${P}", "${P}"),
+            (
+                None,
+                "url",
+                "postgres://iot:pw@h/db",
+                "postgres://iot:**@h/db",
+            ),
+            (
+                Some("slack"),
+                "url",
+                "https://hooks.slack.com/services/T0/B0/X",
+                "https://hooks.slack.com/services********",
+            ),
+            (
+                None,
+                "url",
+                "kafka://h:1/t?sasl_password=abc&x=1",
+                "kafka://h:1/t?sasl_password=***&x=1",
+            ),
+            (None, "topic", "readings", "readings"),
+        ];
+        for (connector, key, value, masked) in cases {
+            let m = mask_value(connector, key, value);
+            assert_eq!(m, masked);
+            assert_eq!(m.len(), value.len());
+        }
     }
 
     #[test]
