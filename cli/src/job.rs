@@ -34,9 +34,11 @@ impl JobFile {
         } else {
             Style::Plain
         };
+        // The source lines shown under a problem hide the job's secrets.
+        let source = masked_source(&self.source);
         eprint!(
             "{}",
-            iotql_dsl::render(problems, &self.shown, &self.source, style)
+            iotql_dsl::render(problems, &self.shown, &source, style)
         );
         let n = problems.len();
         eprintln!(
@@ -51,6 +53,17 @@ impl JobFile {
         iotql_dsl::parse_and_check(&self.source, options).map_err(|p| self.refuse(&p))
     }
 
+    /// Refuses the job when a `${NAME}` of its declarations is malformed
+    /// or (unless `missing_ok`) names a variable that is not set.
+    pub(crate) fn check_env(&self, script: &Script, missing_ok: bool) -> Result<(), ExitCode> {
+        let problems = crate::env::problems(script, &self.source, missing_ok);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.refuse(&problems))
+        }
+    }
+
     pub(crate) fn plan(
         &self,
         script: &Script,
@@ -58,4 +71,57 @@ impl JobFile {
     ) -> Result<LogicalPlan, ExitCode> {
         iotql_engine::plan::build(script, options).map_err(|p| self.refuse(&p))
     }
+}
+
+/// `source` with the secret option values of its declarations (literal
+/// passwords, tokens, URL passwords) replaced by `*`, byte for byte, so that
+/// the spans of problems still point at the same places. A text that does
+/// not parse is shown as it is.
+pub(crate) fn masked_source(source: &str) -> String {
+    use iotql_dsl::ast::Statement;
+    let Ok(script) = iotql_dsl::parse(source) else {
+        return source.to_string();
+    };
+    let mut masked = source.to_string();
+    for statement in &script.statements {
+        let options = match statement {
+            Statement::CreateInput(c) => &c.options,
+            Statement::CreateOutput(c) => &c.options,
+            Statement::Query(_) => continue,
+        };
+        let connector = options
+            .iter()
+            .find(|o| o.key.value.eq_ignore_ascii_case("connector"))
+            .map(|o| o.value.as_str());
+        for o in options {
+            let Some(raw) = source.get(o.span.start..o.span.end) else {
+                continue;
+            };
+            // The value as written: between the quotes after `=`.
+            let Some(eq) = raw.find('=') else { continue };
+            let Some(open) = raw[eq..].find(['\'', '"']) else {
+                continue;
+            };
+            let start = o.span.start + eq + open + 1;
+            let end = o.span.end.saturating_sub(1);
+            let Some(written) = source.get(start..end.max(start)) else {
+                continue;
+            };
+            let hidden = if written.contains("''") {
+                // Quotes doubled: offsets differ from the value's; a secret
+                // option is hidden whole, anything else shown.
+                if iotql_connectors::secret::is_secret_option(&o.key.value) {
+                    "*".repeat(written.len())
+                } else {
+                    continue;
+                }
+            } else {
+                iotql_connectors::secret::mask_value(connector, &o.key.value, written)
+            };
+            if hidden.len() == written.len() && hidden != written {
+                masked.replace_range(start..end, &hidden);
+            }
+        }
+    }
+    masked
 }

@@ -4,6 +4,7 @@
 //! stderr); 2 usage error; 3 a runtime failure that could not be retried.
 
 mod check;
+mod env;
 mod explain;
 mod job;
 mod reference;
@@ -119,9 +120,14 @@ enum Command {
         /// An output bound on the command line (NAME=URI), so INTO NAME is known.
         #[arg(long = "output", value_parser = parse_binding)]
         outputs: Vec<Binding>,
-        /// Print the job in canonical form after checking it.
+        /// Print the job in canonical form after checking it (secret option
+        /// values as ***; ${NAME} references as written).
         #[arg(long)]
         print: bool,
+        /// Check a job whose ${NAME} environment variables are not set here
+        /// (they are listed; `run` still needs them).
+        #[arg(long)]
+        allow_missing_env: bool,
     },
     /// Print the operator graph of a job.
     Explain {
@@ -221,6 +227,22 @@ enum Command {
     },
 }
 
+/// Log lines on stderr, without secrets (`secret::scrub`: values from the
+/// environment in secret options, URL passwords): one rule for every log.
+struct Scrubbed;
+
+impl std::io::Write for Scrubbed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(iotql_connectors::secret::scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// A subcommand whose issue has not landed yet says so and exits 2.
 fn not_built(command: &str, issue: &str) -> ExitCode {
     eprintln!("iotql {command}: not built yet (tracked in {issue}); `iotql check` works today");
@@ -231,7 +253,7 @@ fn main() -> ExitCode {
     // Warnings (a broker outage, a failed reload) on stderr; IOTQL_LOG=info
     // or =debug tells more.
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Scrubbed)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IOTQL_LOG")
@@ -245,7 +267,16 @@ fn main() -> ExitCode {
             inputs,
             outputs,
             print,
-        } => check::run(&file, &inputs, &outputs, print),
+            allow_missing_env,
+        } => check::run(
+            &file,
+            &inputs,
+            &outputs,
+            check::Show {
+                print,
+                allow_missing_env,
+            },
+        ),
         Command::Run {
             file,
             inputs,

@@ -104,7 +104,10 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         },
         extra_inputs: bound_inputs,
     };
-    let script = match job.check(&check) {
+    let script = match job
+        .check(&check)
+        .and_then(|s| job.check_env(&s, false).map(|()| s))
+    {
         Ok(s) => s,
         Err(code) => return code,
     };

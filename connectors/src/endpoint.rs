@@ -2,6 +2,10 @@
 //! `jsonl:PATH`, `stdout`) or from a declaration's options
 //! (`connector = 'csv', path = '...'`). Paths in a job file are relative to
 //! the file's folder; paths on the command line to the working directory.
+//!
+//! `${NAME}` in a URI or an option value is replaced from the environment
+//! here, when the input or output is resolved (`secret::expand`): the job
+//! text and the bindings keep the reference. Errors are scrubbed of secrets.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +19,7 @@ use iotql_engine::io::{Sink, Source};
 use crate::file::csv::{self, CsvSink};
 use crate::file::jsonl::{self, JsonLinesSink};
 use crate::file::{Input, OutputTarget};
+use crate::secret;
 use crate::throttle::{Throttle, ThrottledSink};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +105,25 @@ fn parse_sqlite(rest: &str) -> Result<InputSpec, String> {
     }))
 }
 
+/// `uri` with its `${NAME}` references replaced from the environment.
+fn expand_uri(uri: &str) -> Result<String, String> {
+    secret::expand(uri, false).map_err(|e| format!("`{}`: {e}", secret::redact_uri(uri)))
+}
+
+/// An error message without the secrets it may quote.
+fn scrubbed(message: String) -> String {
+    secret::scrub(&message).into_owned()
+}
+
 /// `csv:PATH`, `jsonl:PATH` (`-` = stdin), `sqlite:PATH?table=NAME`,
-/// `kafka://`, `mqtt://`, `sim:?devices=3&rate=50`.
+/// `kafka://`, `mqtt://`, `sim:?devices=3&rate=50`; `${NAME}` references
+/// are replaced from the environment.
 pub fn parse_input_uri(uri: &str) -> Result<InputSpec, String> {
+    let uri = expand_uri(uri)?;
+    parse_expanded_input_uri(&uri).map_err(scrubbed)
+}
+
+fn parse_expanded_input_uri(uri: &str) -> Result<InputSpec, String> {
     let (scheme, rest) = split_uri(uri);
     match scheme.to_ascii_lowercase().as_str() {
         "csv" => Ok(InputSpec::Csv(Input::parse(rest))),
@@ -155,10 +176,14 @@ fn throttled(spec: OutputSpec, throttle: Option<Throttle>) -> OutputSpec {
 }
 
 /// `csv:PATH`, `jsonl:PATH` (`-` = stdout), `stdout` (JSON lines), ...;
-/// any of them with `?throttle=INTERVAL[&throttle_by=COLUMN]`.
+/// any of them with `?throttle=INTERVAL[&throttle_by=COLUMN]`; `${NAME}`
+/// references are replaced from the environment.
 pub fn parse_output_uri(uri: &str) -> Result<OutputSpec, String> {
-    let (uri, throttle) = take_throttle_from_uri(uri)?;
-    parse_plain_output_uri(&uri).map(|spec| throttled(spec, throttle))
+    let uri = expand_uri(uri)?;
+    let result = take_throttle_from_uri(&uri).and_then(|(uri, throttle)| {
+        parse_plain_output_uri(&uri).map(|spec| throttled(spec, throttle))
+    });
+    result.map_err(scrubbed)
 }
 
 fn parse_plain_output_uri(uri: &str) -> Result<OutputSpec, String> {
@@ -312,7 +337,17 @@ fn alert_connector(options: &BTreeMap<String, String>) -> Option<&'static str> {
         .find(|c| is_connector(options, c))
 }
 
+/// The input a declaration's options describe; `${NAME}` references in
+/// their values are replaced from the environment.
 pub fn input_from_options(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<InputSpec, String> {
+    let options = secret::expand_options(options)?;
+    expanded_input_from_options(&options, base).map_err(scrubbed)
+}
+
+fn expanded_input_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<InputSpec, String> {
@@ -320,7 +355,7 @@ pub fn input_from_options(
         return Err(output_only(kind));
     }
     if is_connector(options, "kafka") {
-        return crate::kafka::KafkaInput::from_options(options).map(InputSpec::Kafka);
+        return crate::kafka::KafkaInput::from_options(options, base).map(InputSpec::Kafka);
     }
     if is_connector(options, "mqtt") {
         return crate::mqtt::MqttInput::from_options(options, base)
@@ -345,16 +380,20 @@ pub fn input_from_options(
             read,
         }));
     }
-    parse_input_uri(&format!("{connector}:{path}"))
+    parse_expanded_input_uri(&format!("{connector}:{path}"))
 }
 
+/// The output a declaration's options describe; `${NAME}` references in
+/// their values are replaced from the environment.
 pub fn output_from_options(
     options: &BTreeMap<String, String>,
     base: &Path,
 ) -> Result<OutputSpec, String> {
-    let mut options = options.clone();
-    let throttle = Throttle::take(&mut options)?;
-    plain_output_from_options(&options, base).map(|spec| throttled(spec, throttle))
+    let mut options = secret::expand_options(options)?;
+    let result = Throttle::take(&mut options).and_then(|throttle| {
+        plain_output_from_options(&options, base).map(|spec| throttled(spec, throttle))
+    });
+    result.map_err(scrubbed)
 }
 
 fn plain_output_from_options(
@@ -366,7 +405,7 @@ fn plain_output_from_options(
             .map(|o| OutputSpec::Alert(Box::new(o)));
     }
     if is_connector(options, "kafka") {
-        return crate::kafka::KafkaOutput::from_options(options).map(OutputSpec::Kafka);
+        return crate::kafka::KafkaOutput::from_options(options, base).map(OutputSpec::Kafka);
     }
     if is_connector(options, "mqtt") {
         return crate::mqtt::MqttOutput::from_options(options, base)

@@ -9,8 +9,16 @@
 //!
 //! Nothing here leans on one broker's behaviour: it is plain librdkafka with
 //! a consumer group, and librdkafka's own settings pass through.
+//!
+//! Security (docs/kafka.md): `security_protocol`, `sasl_mechanism`,
+//! `sasl_username`, `sasl_password`, `ssl_ca`, `ssl_certificate`, `ssl_key`
+//! and `ssl_key_password` map to librdkafka's settings, checked first; a
+//! refused login or TLS handshake stops the job with the broker's reason
+//! (the brokers are reachable: waiting would not help). Secrets never reach
+//! a message: settings print through `secret::Redacted`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,8 +73,8 @@ impl StartPosition {
     }
 }
 
-/// A Kafka input: where and how to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Kafka input: where and how to read. Its `Debug` hides secret settings.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaInput {
     /// `host:port[,host:port...]`.
     pub brokers: String,
@@ -84,14 +92,159 @@ pub struct KafkaInput {
     pub settings: BTreeMap<String, String>,
 }
 
-/// A Kafka output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Kafka output. Its `Debug` hides secret settings.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaOutput {
     pub brokers: String,
     pub topic: String,
     /// The column whose value is each message's key.
     pub key: Option<String>,
+    /// librdkafka settings, the security options' included.
     pub settings: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaInput")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("group_id", &self.group_id)
+            .field("start", &self.start)
+            .field("format", &self.format)
+            .field("until_end", &self.until_end)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("settings", &crate::secret::Redacted(&self.settings))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KafkaOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOutput")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("settings", &crate::secret::Redacted(&self.settings))
+            .finish()
+    }
+}
+
+/// iotql's security options and the librdkafka settings they set.
+const SECURITY_OPTIONS: &[(&str, &str)] = &[
+    ("security_protocol", "security.protocol"),
+    ("sasl_mechanism", "sasl.mechanisms"),
+    ("sasl_username", "sasl.username"),
+    ("sasl_password", "sasl.password"),
+    ("ssl_ca", "ssl.ca.location"),
+    ("ssl_certificate", "ssl.certificate.location"),
+    ("ssl_key", "ssl.key.location"),
+    ("ssl_key_password", "ssl.key.password"),
+];
+
+const PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// The librdkafka settings of the security options among `options`,
+/// checked: a protocol and mechanism librdkafka knows, SASL credentials
+/// with a SASL protocol (both of them), TLS files that exist (relative to
+/// `base`) with a TLS protocol.
+fn security(
+    options: &BTreeMap<String, String>,
+    base: &Path,
+) -> Result<BTreeMap<String, String>, String> {
+    for (ours, theirs) in SECURITY_OPTIONS {
+        if options.contains_key(*ours) && options.contains_key(*theirs) {
+            return Err(format!(
+                "set `{ours}` or the librdkafka setting [{theirs}], not both"
+            ));
+        }
+    }
+    let mut settings = BTreeMap::new();
+    let get = |k: &str| options.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let protocol = match get("security_protocol") {
+        None => None,
+        Some(p) => {
+            let p = p.to_ascii_lowercase();
+            if !PROTOCOLS.contains(&p.as_str()) {
+                return Err(format!(
+                    "security_protocol `{p}`: use {}",
+                    PROTOCOLS.join(", ")
+                ));
+            }
+            Some(p)
+        }
+    };
+    let sasl = protocol.as_deref().is_some_and(|p| p.starts_with("sasl_"));
+    let tls = matches!(protocol.as_deref(), Some("ssl" | "sasl_ssl"));
+    let sasl_options = ["sasl_mechanism", "sasl_username", "sasl_password"];
+    if !sasl && let Some(k) = sasl_options.iter().find(|k| options.contains_key(**k)) {
+        return Err(format!(
+            "`{k}` needs security_protocol = 'sasl_ssl' (or 'sasl_plaintext' on a network you trust)"
+        ));
+    }
+    let tls_options = ["ssl_ca", "ssl_certificate", "ssl_key", "ssl_key_password"];
+    if !tls && let Some(k) = tls_options.iter().find(|k| options.contains_key(**k)) {
+        return Err(format!(
+            "`{k}` needs security_protocol = 'ssl' or 'sasl_ssl'"
+        ));
+    }
+    if let Some(p) = &protocol {
+        settings.insert("security.protocol".to_string(), p.clone());
+    }
+    if sasl {
+        let mechanism = match get("sasl_mechanism") {
+            None => "PLAIN".to_string(),
+            Some(m) => MECHANISMS
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(m))
+                .ok_or_else(|| format!("sasl_mechanism `{m}`: use {}", MECHANISMS.join(", ")))?
+                .to_string(),
+        };
+        let (Some(user), Some(password)) =
+            (options.get("sasl_username"), options.get("sasl_password"))
+        else {
+            return Err(format!(
+                "security_protocol = '{}' needs sasl_username and sasl_password (e.g. sasl_password = '${{KAFKA_PASSWORD}}')",
+                protocol.as_deref().unwrap_or_default()
+            ));
+        };
+        settings.insert("sasl.mechanisms".to_string(), mechanism);
+        settings.insert("sasl.username".to_string(), user.clone());
+        settings.insert("sasl.password".to_string(), password.clone());
+    }
+    if options.contains_key("ssl_certificate") != options.contains_key("ssl_key") {
+        return Err(
+            "ssl_certificate and ssl_key go together (a client certificate and its key)".into(),
+        );
+    }
+    if options.contains_key("ssl_key_password") && !options.contains_key("ssl_key") {
+        return Err("ssl_key_password is the password of ssl_key".into());
+    }
+    for (ours, theirs) in &SECURITY_OPTIONS[4..7] {
+        if let Some(file) = get(ours) {
+            let path = crate::endpoint::resolve(file, base);
+            if !Path::new(&path).is_file() {
+                return Err(format!("{ours} `{path}`: no such file (a PEM file)"));
+            }
+            settings.insert(theirs.to_string(), path);
+        }
+    }
+    if let Some(p) = options.get("ssl_key_password") {
+        settings.insert("ssl.key.password".to_string(), p.clone());
+    }
+    Ok(settings)
+}
+
+/// A client creation error without the value of a secret setting
+/// (librdkafka's configuration errors quote the value).
+fn config_error(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            let shown = crate::secret::render_option(None, key, value);
+            format!("{description} ({key} = '{shown}')")
+        }
+        other => crate::secret::scrub(&other.to_string()).into_owned(),
+    }
 }
 
 /// Options that are iotql's, not librdkafka's.
@@ -110,8 +263,30 @@ const INPUT_OPTIONS: &[&str] = &[
     "out_of_order",
     "late_arrival",
     "late_policy",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_ca",
+    "ssl_certificate",
+    "ssl_key",
+    "ssl_key_password",
 ];
-const OUTPUT_OPTIONS: &[&str] = &["connector", "brokers", "topic", "key", "format"];
+const OUTPUT_OPTIONS: &[&str] = &[
+    "connector",
+    "brokers",
+    "topic",
+    "key",
+    "format",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_ca",
+    "ssl_certificate",
+    "ssl_key",
+    "ssl_key_password",
+];
 
 /// `host:port[,host:port]/topic[,topic][?key=value&...]` (after `kafka://`):
 /// the brokers, the topics and the options.
@@ -128,12 +303,14 @@ fn split_uri(rest: &str) -> Result<(String, String, BTreeMap<String, String>), S
     Ok((brokers.to_string(), topics.to_string(), options))
 }
 
-/// librdkafka settings among `options`: every key with a dot in it.
+/// librdkafka settings among `options`: every key with a dot in it, and
+/// those of the security options (files relative to `base`).
 fn settings(
     options: &BTreeMap<String, String>,
     known: &[&str],
+    base: &Path,
 ) -> Result<BTreeMap<String, String>, String> {
-    let mut settings = BTreeMap::new();
+    let mut settings = security(options, base)?;
     for (k, v) in options {
         if known.contains(&k.as_str()) {
             continue;
@@ -155,11 +332,12 @@ impl KafkaInput {
         let (brokers, topics, mut options) = split_uri(rest)?;
         options.insert("brokers".into(), brokers);
         options.insert("topic".into(), topics);
-        Self::from_options(&options)
+        Self::from_options(&options, Path::new(""))
     }
 
-    /// From a declaration's options (`connector = 'kafka', brokers = '...', topic = '...'`).
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, String> {
+    /// From a declaration's options (`connector = 'kafka', brokers = '...',
+    /// topic = '...'`); TLS files are relative to `base`.
+    pub fn from_options(options: &BTreeMap<String, String>, base: &Path) -> Result<Self, String> {
         let brokers = options
             .get("brokers")
             .ok_or("the `kafka` connector needs `brokers = 'HOST:PORT'`")?
@@ -201,7 +379,7 @@ impl KafkaInput {
                 .map_or(Ok(MessageFormat::Json), |f| MessageFormat::parse(f))?,
             until_end,
             max_message_bytes,
-            settings: settings(options, INPUT_OPTIONS)?,
+            settings: settings(options, INPUT_OPTIONS, base)?,
         })
     }
 }
@@ -212,10 +390,11 @@ impl KafkaOutput {
         let (brokers, topic, mut options) = split_uri(rest)?;
         options.insert("brokers".into(), brokers);
         options.insert("topic".into(), topic);
-        Self::from_options(&options)
+        Self::from_options(&options, Path::new(""))
     }
 
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self, String> {
+    /// From a declaration's options; TLS files are relative to `base`.
+    pub fn from_options(options: &BTreeMap<String, String>, base: &Path) -> Result<Self, String> {
         let get = |k: &str| {
             options
                 .get(k)
@@ -231,7 +410,7 @@ impl KafkaOutput {
             brokers: get("brokers")?,
             topic: get("topic")?,
             key: options.get("key").cloned(),
-            settings: settings(options, OUTPUT_OPTIONS)?,
+            settings: settings(options, OUTPUT_OPTIONS, base)?,
         })
     }
 }
@@ -254,12 +433,29 @@ fn is_outage(error: &KafkaError) -> bool {
     )
 }
 
+/// Whether librdkafka's error means the brokers refuse this client: a
+/// refused login (wrong password, mechanism) or TLS handshake (wrong
+/// certificate, or TLS to a plaintext port). Waiting would not help.
+fn is_refusal(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::UnsupportedSASLMechanism
+        )
+    )
+}
+
 /// The connection state shared by a client's callbacks: an outage is logged
-/// once when it starts and once when it ends, not per failed request.
+/// once when it starts and once when it ends, not per failed request; a
+/// refusal is kept for the reader or writer to stop on.
 #[derive(Debug)]
 struct Health {
     what: String,
     down: AtomicBool,
+    refused: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -267,11 +463,30 @@ impl Health {
         Health {
             what,
             down: AtomicBool::new(false),
+            refused: Mutex::new(None),
         }
     }
 
+    /// Why the brokers refused this client, if they did.
+    fn refusal(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+
     fn failed(&self, error: &KafkaError, reason: &str) {
-        if is_outage(error) {
+        // TLS to a plaintext listener, or a certificate not trusted, comes
+        // as a transport failure whose reason says so.
+        if is_refusal(error) || reason.contains("SSL handshake failed") {
+            let message = crate::secret::scrub(&format!(
+                "the Kafka brokers refused the connection: {error} ({reason}); check security_protocol, the SASL credentials and the TLS files"
+            ))
+            .into_owned();
+            if let Ok(mut refused) = self.refused.lock()
+                && refused.is_none()
+            {
+                tracing::debug!("{}: {message}", self.what);
+                *refused = Some(message);
+            }
+        } else if is_outage(error) {
             if !self.down.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "{}: cannot reach the Kafka brokers or topic ({error}, {reason}); waiting for them",
@@ -592,9 +807,12 @@ impl KafkaSource {
                 marks: VecDeque::new(),
             }),
         };
-        let consumer: BaseConsumer<ConsumerCtx> = config
-            .create_with_context(ctx)
-            .map_err(|e| error(format!("cannot create the Kafka consumer: {e}")))?;
+        let consumer: BaseConsumer<ConsumerCtx> = config.create_with_context(ctx).map_err(|e| {
+            error(format!(
+                "cannot create the Kafka consumer: {}",
+                config_error(&e)
+            ))
+        })?;
         let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -683,7 +901,14 @@ impl Reader {
 
     /// One poll of the consumer.
     fn poll(&mut self, timeout: Duration) -> Result<Polled, EngineError> {
-        match self.consumer.poll(timeout) {
+        let polled = self.consumer.poll(timeout);
+        if let Some(message) = self.consumer.context().health.refusal() {
+            return Err(EngineError::Source {
+                input: self.name.clone(),
+                message,
+            });
+        }
+        match polled {
             None => Ok(if self.read_to_end() {
                 Polled::AtEnd
             } else {
@@ -977,6 +1202,9 @@ impl KafkaSink {
             .producer
             .as_ref()
             .ok_or_else(|| self.error("written before it was started"))?;
+        if let Some(refusal) = producer.context().health.refusal() {
+            return Err(self.error(refusal));
+        }
         if let Some(failure) = producer
             .context()
             .failure
@@ -1006,6 +1234,9 @@ impl KafkaSink {
                     // Backpressure: wait for deliveries to free the queue.
                     record = r;
                     producer.poll(Duration::from_millis(50));
+                    if let Some(refusal) = producer.context().health.refusal() {
+                        return Err(self.error(refusal));
+                    }
                 }
                 Err((e, _)) => return Err(self.error(format!("cannot send: {e}"))),
             }
@@ -1050,11 +1281,12 @@ impl Sink for KafkaSink {
             health: Health::new(format!("output `{}`", self.name)),
             failure: Mutex::new(None),
         };
-        self.producer = Some(
-            config
-                .create_with_context(ctx)
-                .map_err(|e| self.error(format!("cannot create the Kafka producer: {e}")))?,
-        );
+        self.producer = Some(config.create_with_context(ctx).map_err(|e| {
+            self.error(format!(
+                "cannot create the Kafka producer: {}",
+                config_error(&e)
+            ))
+        })?);
         Ok(())
     }
 
@@ -1106,6 +1338,9 @@ impl Sink for KafkaSink {
             match producer.flush(FLUSH_REPORT) {
                 Ok(()) => break,
                 Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                    if let Some(refusal) = producer.context().health.refusal() {
+                        return Err(self.error(refusal));
+                    }
                     tracing::warn!(
                         "output `{}`: {} messages not yet acknowledged after {:?}; still waiting for the brokers",
                         self.name,
@@ -1165,6 +1400,103 @@ mod tests {
         assert_eq!(
             output.settings.get("compression.type").map(String::as_str),
             Some("zstd")
+        );
+    }
+
+    #[test]
+    fn security_options_map_to_librdkafka_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "client.pem", "client.key"] {
+            std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n").unwrap();
+        }
+        let options = crate::endpoint::options(&[
+            ("connector", "kafka"),
+            ("brokers", "b:9093"),
+            ("topic", "t"),
+            ("security_protocol", "SASL_SSL"),
+            ("sasl_mechanism", "scram-sha-512"),
+            ("sasl_username", "iot"),
+            ("sasl_password", "hunter2"),
+            ("ssl_ca", "ca.pem"),
+            ("ssl_certificate", "client.pem"),
+            ("ssl_key", "client.key"),
+            ("ssl_key_password", "keypass"),
+        ]);
+        let input = KafkaInput::from_options(&options, dir.path()).unwrap();
+        let get = |k: &str| input.settings.get(k).map(String::as_str);
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username"), Some("iot"));
+        assert_eq!(get("sasl.password"), Some("hunter2"));
+        assert_eq!(get("ssl.key.password"), Some("keypass"));
+        let ca = dir.path().join("ca.pem").display().to_string();
+        assert_eq!(get("ssl.ca.location"), Some(ca.as_str()));
+        assert!(get("ssl.certificate.location").is_some_and(|p| p.ends_with("client.pem")));
+        assert!(get("ssl.key.location").is_some_and(|p| p.ends_with("client.key")));
+        let shown = format!("{input:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("keypass"),
+            "{shown}"
+        );
+        let output = KafkaOutput::from_options(&options, dir.path()).unwrap();
+        assert_eq!(output.settings, input.settings);
+        assert!(!format!("{output:?}").contains("hunter2"));
+
+        // PLAIN by default; by URI too.
+        let input = KafkaInput::from_uri(
+            "b:9093/t?security_protocol=sasl_plaintext&sasl_username=u&sasl_password=p",
+        )
+        .unwrap();
+        assert_eq!(input.settings.get("sasl.mechanisms").unwrap(), "PLAIN");
+
+        let refused = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("connector", "kafka"), ("brokers", "b:1"), ("topic", "t")];
+            all.extend_from_slice(pairs);
+            KafkaInput::from_options(&crate::endpoint::options(&all), dir.path()).unwrap_err()
+        };
+        let e = refused(&[("security_protocol", "tls")]);
+        assert!(
+            e.contains("plaintext, ssl, sasl_plaintext, sasl_ssl"),
+            "{e}"
+        );
+        let e = refused(&[("sasl_username", "u"), ("sasl_password", "hunter2")]);
+        assert!(e.contains("sasl_ssl") && !e.contains("hunter2"), "{e}");
+        let e = refused(&[("security_protocol", "sasl_ssl"), ("sasl_username", "u")]);
+        assert!(e.contains("sasl_password"), "{e}");
+        let e = refused(&[
+            ("security_protocol", "sasl_ssl"),
+            ("sasl_mechanism", "GSSAPI"),
+            ("sasl_username", "u"),
+            ("sasl_password", "p"),
+        ]);
+        assert!(e.contains("SCRAM-SHA-256"), "{e}");
+        let e = refused(&[("ssl_ca", "ca.pem")]);
+        assert!(e.contains("'ssl' or 'sasl_ssl'"), "{e}");
+        let e = refused(&[("security_protocol", "ssl"), ("ssl_ca", "nope.pem")]);
+        assert!(e.contains("no such file"), "{e}");
+        let e = refused(&[("security_protocol", "ssl"), ("ssl_key", "client.key")]);
+        assert!(e.contains("go together"), "{e}");
+        let e = refused(&[
+            ("security_protocol", "sasl_ssl"),
+            ("sasl_username", "u"),
+            ("sasl_password", "p"),
+            ("sasl.password", "p"),
+        ]);
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_config_error_does_not_quote_a_secret_value() {
+        let e = KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value".into(),
+            "sasl.password".into(),
+            "hunter2".into(),
+        );
+        let shown = config_error(&e);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("sasl.password"),
+            "{shown}"
         );
     }
 

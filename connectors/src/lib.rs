@@ -18,6 +18,7 @@ pub mod message;
 pub mod mqtt;
 pub mod parquet;
 pub mod postgres;
+pub mod secret;
 pub mod sim;
 pub mod sqlite;
 pub(crate) mod template;

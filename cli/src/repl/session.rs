@@ -635,7 +635,12 @@ impl Session {
         ] {
             for b in bindings {
                 any = true;
-                out!("{kind:<10} {:<20} {}", b.name, b.uri);
+                // Without secrets (`secret::redact_uri`); `${NAME}` as written.
+                out!(
+                    "{kind:<10} {:<20} {}",
+                    b.name,
+                    iotql_connectors::secret::redact_uri(&b.uri)
+                );
             }
         }
         for d in &self.declarations {
@@ -646,9 +651,17 @@ impl Session {
                 Statement::Query(_) => continue,
             };
             any = true;
+            let connector = options
+                .iter()
+                .find(|o| o.key.value.eq_ignore_ascii_case("connector"))
+                .map(|o| o.value.as_str());
             let options: Vec<String> = options
                 .iter()
-                .map(|o| format!("{} = {}", o.key.value, quoted(&o.value)))
+                .map(|o| {
+                    let shown =
+                        iotql_connectors::secret::render_option(connector, &o.key.value, &o.value);
+                    format!("{} = {}", o.key.value, quoted(&shown))
+                })
                 .collect();
             out!(
                 "{kind:<10} {:<20} ({}) declared",

@@ -149,8 +149,9 @@ const HTTP_OPTIONS: &[&str] = &[
     "headers",
 ];
 
-/// An HTTP receiver and how to deliver to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP receiver and how to deliver to it. Its `Debug` shows the URL
+/// without its token and the headers' names only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpTarget {
     /// `http://` or `https://`.
     pub url: String,
@@ -165,6 +166,24 @@ pub struct HttpTarget {
     pub max_retry_delay: Duration,
     /// Sent with every request (`Authorization`, ...).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: {}", crate::secret::MASK))
+            .collect();
+        f.debug_struct("HttpTarget")
+            .field("url", &self.shown())
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("retry_delay", &self.retry_delay)
+            .field("max_retry_delay", &self.max_retry_delay)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 impl HttpTarget {
@@ -187,37 +206,22 @@ impl HttpTarget {
     }
 
     /// The URL for messages and dead letters, without what often holds a
-    /// secret: the user information, the query, and the path after its
-    /// first part (Slack's and many other receivers' tokens):
-    /// `https://hooks.slack.com/services/…`.
+    /// secret (`secret::url_shown`): `https://hooks.slack.com/services/…`.
     fn shown(&self) -> String {
-        let Ok(uri) = self.url.parse::<Uri>() else {
-            return "(a URL)".into();
-        };
-        let host = uri.authority().map_or("", |a| {
-            a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h)
-        });
-        let (first, rest) = uri
-            .path()
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((uri.path().trim_start_matches('/'), ""));
-        let more = if rest.is_empty() { "" } else { "/…" };
-        format!(
-            "{}://{host}/{first}{more}",
-            uri.scheme_str().unwrap_or("http")
-        )
+        crate::secret::url_shown(&self.url)
     }
 }
 
 fn check_url(url: &str) -> Result<(), String> {
     let hint = "write http://HOST[:PORT]/PATH or https://...";
+    // The URL is shown without its token (`secret::url_shown`).
+    let shown = crate::secret::url_shown(url);
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("url `{url}` is not a URL ({e}): {hint}"))?;
+        .map_err(|e| format!("url `{shown}` is not a URL ({e}): {hint}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
-        _ => Err(format!("url `{url}`: {hint}")),
+        _ => Err(format!("url `{shown}`: {hint}")),
     }
 }
 

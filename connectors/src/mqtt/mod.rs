@@ -50,7 +50,8 @@ pub struct MqttBroker {
     /// acknowledge.
     pub clean_session: bool,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Prints `***` (`secret::Secret`).
+    pub password: Option<crate::secret::Secret>,
     pub tls: Option<MqttTls>,
     pub keep_alive: Duration,
 }
@@ -245,7 +246,7 @@ impl Options {
             client_id: self.take("client_id").filter(|c| !c.is_empty()),
             clean_session: self.flag("clean_session", false)?,
             username: self.take("username"),
-            password: self.take("password"),
+            password: self.take("password").map(crate::secret::Secret::new),
             tls,
             keep_alive,
         })
@@ -471,7 +472,13 @@ impl MqttBroker {
             .set_clean_session(self.clean_session)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         if let Some(user) = &self.username {
-            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+            options.set_credentials(
+                user.clone(),
+                self.password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            );
         }
         if let Some(tls) = &self.tls {
             options.set_transport(Transport::tls_with_config(tls.client_config()?));
@@ -575,7 +582,10 @@ mod tests {
         let input =
             MqttInput::from_uri("alice:s%40cret@example.org/t?ca_file=/etc/ca.pem", true).unwrap();
         assert_eq!(input.broker.username.as_deref(), Some("alice"));
-        assert_eq!(input.broker.password.as_deref(), Some("s@cret"));
+        assert_eq!(
+            input.broker.password.as_ref().map(|p| p.expose()),
+            Some("s@cret")
+        );
         assert_eq!(input.broker.port, DEFAULT_TLS_PORT);
         let tls = input.broker.tls.clone().unwrap();
         assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/ca.pem")));

@@ -130,6 +130,8 @@ impl PostgresOutput {
         let url = options
             .get("url")
             .ok_or("the `postgres` connector needs url = 'postgres://USER@HOST:PORT/DB'")?;
+        // Its password is a secret: masked in any message (docs/security.md).
+        crate::secret::remember_in_uri(url);
         let (mut config, in_url) = parse_url(url)?;
         let mut all = in_url;
         for (k, v) in options {
@@ -236,6 +238,7 @@ fn with_password(config: &mut tokio_postgres::Config, env: Option<String>) {
     if config.get_password().is_none()
         && let Some(password) = env.filter(|p| !p.is_empty())
     {
+        crate::secret::remember(&password);
         config.password(password);
     }
 }
