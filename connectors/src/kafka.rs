@@ -110,6 +110,7 @@ const INPUT_OPTIONS: &[&str] = &[
     "out_of_order",
     "late_arrival",
     "late_policy",
+    "max_future",
 ];
 const OUTPUT_OPTIONS: &[&str] = &["connector", "brokers", "topic", "key", "format"];
 
