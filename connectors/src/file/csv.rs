@@ -112,7 +112,11 @@ impl RecordDecoder for CsvDecoder {
             }
             rest = &rest[n..];
         }
-        decoder.flush()?.map(|b| self.bits(b)).transpose()
+        let batch = decoder.flush()?.map(|b| self.bits(b)).transpose()?;
+        if let Some(b) = &batch {
+            super::chunk::check_finite(b)?;
+        }
+        Ok(batch)
     }
 }
 
@@ -199,6 +203,7 @@ pub fn open_source(
             total,
             batch_size,
             quoted: true,
+            max_event_bytes: super::chunk::DEFAULT_MAX_EVENT_BYTES,
         },
         body,
         decoder,

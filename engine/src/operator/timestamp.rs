@@ -34,7 +34,8 @@ use super::{DeadLetter, Message, Operator, Output};
 use crate::error::EngineError;
 use crate::plan::{LatePolicy, TimePolicy};
 use crate::time::{
-    ARRIVAL_TIME, EVENT_TIME, EventTime, PARTITION, POSITION, SUBSTREAM, event_time_type, micros_of,
+    ARRIVAL_TIME, EVENT_TIME, EventTime, PARTITION, POSITION, RAW, SUBSTREAM, event_time_type,
+    micros_of,
 };
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
@@ -296,11 +297,24 @@ impl TimestampOperator {
             .as_any()
             .downcast_ref::<UInt64Array>()
             .map_or_else(|| "?".to_string(), |p| format!("line {}", p.value(row)));
+        // The event as read, when the source kept it; else the row as JSON.
+        let raw = match batch.column_by_name(RAW) {
+            Some(raw) => match raw.data_type() {
+                DataType::LargeBinary => {
+                    String::from_utf8_lossy(raw.as_binary::<i64>().value(row)).into_owned()
+                }
+                DataType::Binary => {
+                    String::from_utf8_lossy(raw.as_binary::<i32>().value(row)).into_owned()
+                }
+                _ => super::row_json(&batch.slice(row, 1)),
+            },
+            None => super::row_json(&batch.slice(row, 1)),
+        };
         DeadLetter {
             input: self.input.clone(),
             position,
             reason,
-            raw: super::row_json(&batch.slice(row, 1)),
+            raw,
         }
     }
 }
@@ -311,7 +325,9 @@ fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .filter(|f| ![POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&f.name().as_str()))
+        .filter(|f| {
+            ![POSITION, RAW, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&f.name().as_str())
+        })
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EVENT_TIME, event_time_type(), false));
@@ -656,7 +672,7 @@ impl Operator for TimestampOperator {
         let mut columns = Vec::with_capacity(self.out_schema.fields().len());
         for (i, c) in batch.columns().iter().enumerate() {
             let name = batch.schema_ref().field(i).name().clone();
-            if [POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&name.as_str()) {
+            if [POSITION, RAW, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&name.as_str()) {
                 continue;
             }
             columns.push(match &mask {
