@@ -90,6 +90,9 @@ enum Command {
         /// What happens to late events: adjust their time to the watermark, or drop them.
         #[arg(long, default_value = "adjust")]
         late_policy: iotql_engine::plan::LatePolicy,
+        /// Refuse events timed more than this ahead of the clock (or of their arrival), or `none`.
+        #[arg(long, value_parser = iotql_engine::plan::parse_max_future, default_value = "1d")]
+        max_future: run::MaxFuture,
         /// Where refused events go (default: next to the job, JOB.deadletter.jsonl).
         #[arg(long)]
         dead_letter: Option<std::path::PathBuf>,
@@ -285,6 +288,7 @@ fn main() -> ExitCode {
             out_of_order,
             late_arrival,
             late_policy,
+            max_future,
             dead_letter,
             batch_size,
             quiet,
@@ -300,6 +304,7 @@ fn main() -> ExitCode {
                 out_of_order,
                 late_arrival,
                 late_policy,
+                max_future,
                 dead_letter,
                 batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
                 quiet,

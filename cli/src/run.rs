@@ -21,6 +21,10 @@ use crate::Binding;
 use crate::job::JobFile;
 use crate::runner::{self, Bindings, Observer, OnInterrupt, PrepareError, human_count};
 
+/// `--max-future`: a duration, or `None` for no limit (a named type, so
+/// that clap takes it as a value, not as an optional flag).
+pub(crate) type MaxFuture = Option<Duration>;
+
 /// The options of `iotql run`.
 #[derive(Debug, Clone)]
 pub(crate) struct RunOptions {
@@ -30,6 +34,7 @@ pub(crate) struct RunOptions {
     pub out_of_order: Duration,
     pub late_arrival: Duration,
     pub late_policy: LatePolicy,
+    pub max_future: MaxFuture,
     pub dead_letter: Option<PathBuf>,
     pub batch_size: usize,
     pub quiet: bool,
@@ -101,6 +106,7 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             out_of_order: options.out_of_order,
             late_arrival: options.late_arrival,
             late_policy: options.late_policy,
+            max_future: options.max_future,
         },
         extra_inputs: bound_inputs,
     };

@@ -489,7 +489,7 @@ pub fn open_source(
 }
 
 /// Every row of a bounded source (a reference table) as one batch, without
-/// the position column, and the rows it could not read.
+/// the hidden columns (position, raw text), and the rows it could not read.
 pub fn read_all(
     source: &mut dyn Source,
 ) -> Result<(RecordBatch, Vec<iotql_engine::operator::DeadLetter>), EngineError> {
@@ -500,7 +500,7 @@ pub fn read_all(
         dead_letters.extend(b.dead_letters);
         if let Some(batch) = b.batch {
             let keep: Vec<usize> = (0..batch.num_columns())
-                .filter(|&i| batch.schema().field(i).name() != iotql_engine::time::POSITION)
+                .filter(|&i| !batch.schema().field(i).name().starts_with("__iotql_"))
                 .collect();
             batches.push(batch.project(&keep)?);
         }

@@ -271,6 +271,7 @@ const INPUT_OPTIONS: &[&str] = &[
     "ssl_certificate",
     "ssl_key",
     "ssl_key_password",
+    "max_future",
 ];
 const OUTPUT_OPTIONS: &[&str] = &[
     "connector",

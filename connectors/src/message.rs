@@ -11,9 +11,9 @@ use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUni
 use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::io::SourceBatch;
 use iotql_engine::operator::DeadLetter;
-use iotql_engine::time::{ARRIVAL_TIME, EventTime, PARTITION, POSITION};
+use iotql_engine::time::{ARRIVAL_TIME, EventTime, PARTITION, POSITION, RAW};
 
-use crate::file::chunk::{RecordDecoder, decode_records};
+use crate::file::chunk::{RecordDecoder, SHOWN_BYTES, decode_records, raw_column};
 use crate::file::csv::CsvDecoder;
 use crate::file::jsonl::{JsonDecoder, infer};
 use crate::file::{projection, text_types};
@@ -162,6 +162,7 @@ impl MessageDecoder {
         }
         let schema = Arc::new(Schema::new(fields.clone()));
         fields.push(Field::new(POSITION, DataType::UInt64, false));
+        fields.push(Field::new(RAW, DataType::LargeBinary, false));
         Ok(MessageDecoder {
             input: config.input.to_string(),
             events,
@@ -193,7 +194,7 @@ impl MessageDecoder {
         let mut records = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
             if m.payload.len() > self.max_bytes {
-                let shown = &m.payload[..m.payload.len().min(256)];
+                let shown = &m.payload[..m.payload.len().min(SHOWN_BYTES)];
                 dead_letters.push(self.dead(
                     shown,
                     m.position,
@@ -246,6 +247,9 @@ impl MessageDecoder {
                 }
                 let positions: UInt64Array = kept.iter().map(|&i| messages[i].position).collect();
                 columns.push(Arc::new(positions));
+                columns.push(raw_column(
+                    kept.iter().map(|&i| messages[i].payload.as_slice()),
+                ));
                 Some(
                     RecordBatch::try_new(self.with_position.clone(), columns)
                         .map_err(|e| e.to_string())?,

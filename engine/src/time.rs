@@ -23,6 +23,11 @@ pub const ARRIVAL_TIME: &str = "__iotql_arrival_time";
 /// partition read ahead of the others does not make theirs late.
 pub const PARTITION: &str = "__iotql_partition";
 
+/// The name of the hidden column in which a source hands each event's
+/// original bytes (a file's line, a broker's message) to TIMESTAMP BY, so
+/// that an event it refuses is kept as it was read. TIMESTAMP BY drops it.
+pub const RAW: &str = "__iotql_raw";
+
 /// The name of the hidden column that carries each row's substream (a hash
 /// of its `TIMESTAMP BY ... OVER` key) from the TIMESTAMP BY stage to the
 /// windows, which keep one clock per substream.

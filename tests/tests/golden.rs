@@ -35,6 +35,7 @@ fn parse_args(dir: &Path) -> Result<TimePolicy, String> {
             ["--out-of-order", v] => policy.out_of_order = parse_duration(v)?,
             ["--late-arrival", v] => policy.late_arrival = parse_duration(v)?,
             ["--late-policy", v] => policy.late_policy = v.parse()?,
+            ["--max-future", v] => policy.max_future = plan::parse_max_future(v)?,
             other => return Err(format!("unknown args {other:?}")),
         }
     }

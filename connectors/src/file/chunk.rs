@@ -6,7 +6,7 @@
 use std::io::{BufRead, ErrorKind};
 use std::sync::Arc;
 
-use iotql_engine::arrow::array::UInt64Array;
+use iotql_engine::arrow::array::{Array, ArrayRef, AsArray, LargeBinaryArray, UInt64Array};
 use iotql_engine::arrow::compute::concat_batches;
 use iotql_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use iotql_engine::arrow::error::ArrowError;
@@ -14,7 +14,7 @@ use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Source, SourceBatch};
 use iotql_engine::operator::DeadLetter;
-use iotql_engine::time::POSITION;
+use iotql_engine::time::{POSITION, RAW};
 
 /// Decodes a run of whole records (bytes ending in a newline) into a batch.
 pub(crate) trait RecordDecoder: Send {
@@ -39,7 +39,17 @@ pub(crate) struct ChunkConfig {
     pub reopen: Option<super::Input>,
     /// The offset in the input of the first record (after a CSV header).
     pub body_start: u64,
+    /// The longest record taken; longer ones are dead letters.
+    pub max_event_bytes: usize,
 }
+
+/// The longest record (line) a file input takes by default, as Kafka's
+/// default largest message: longer ones are dead letters with their first
+/// bytes, read past without being held in memory.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// How many bytes of an oversized event its dead letter keeps.
+pub(crate) const SHOWN_BYTES: usize = 256;
 
 /// Splits a reader into chunks of whole records, `batch_size` at a time.
 ///
@@ -61,11 +71,15 @@ pub(crate) struct ChunkReader<D> {
     bytes_read: u64,
     total: Option<u64>,
     quoted: bool,
+    max_event_bytes: usize,
+    /// Oversized records met while scanning, for the next batch.
+    pending: Vec<DeadLetter>,
     eof: bool,
     reopen: Option<super::Input>,
     body_start: u64,
-    /// The bytes of records (and blank lines) read into batches so far.
-    consumed: u64,
+    /// Whether `fill` ended the last record with a newline the input does
+    /// not have.
+    added_newline: bool,
 }
 
 /// How many bytes a read asks for.
@@ -84,6 +98,7 @@ impl<D: RecordDecoder> ChunkReader<D> {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new(POSITION, DataType::UInt64, false));
+        fields.push(Field::new(RAW, DataType::LargeBinary, false));
         ChunkReader {
             input: config.input,
             reader,
@@ -97,17 +112,21 @@ impl<D: RecordDecoder> ChunkReader<D> {
             bytes_read: 0,
             total: config.total,
             quoted: config.quoted,
+            max_event_bytes: config.max_event_bytes.max(1),
+            pending: Vec::new(),
             eof: false,
             reopen: config.reopen,
             body_start: config.body_start,
-            consumed: 0,
+            added_newline: false,
         }
     }
 
     /// Where reading resumes after what has been read into batches.
     fn resume_position(&self) -> Option<Vec<u8>> {
         self.reopen.as_ref()?;
-        let offset = self.body_start + self.consumed;
+        // Read from the input, less what is read but not yet taken.
+        let unread = (self.block.len() - self.start) as u64 - u64::from(self.added_newline);
+        let offset = self.body_start + self.bytes_read - unread.min(self.bytes_read);
         Some(
             [
                 &POSITION_TAG[..],
@@ -150,8 +169,8 @@ impl<D: RecordDecoder> ChunkReader<D> {
         self.start = 0;
         self.eof = false;
         self.next_line = line;
-        self.consumed = offset - self.body_start;
-        self.bytes_read = offset;
+        self.added_newline = false;
+        self.bytes_read = offset - self.body_start;
         Ok(())
     }
 
@@ -182,6 +201,7 @@ impl<D: RecordDecoder> ChunkReader<D> {
             self.eof = true;
             if self.block.last().is_some_and(|&b| b != b'\n') {
                 self.block.push(b'\n');
+                self.added_newline = true;
             }
         }
         Ok(())
@@ -204,7 +224,13 @@ impl<D: RecordDecoder> ChunkReader<D> {
                 } else {
                     1
                 };
-                if !record.iter().all(|b| b.is_ascii_whitespace()) {
+                let event = record.strip_suffix(b"\n").unwrap_or(record);
+                let event = event.strip_suffix(b"\r").unwrap_or(event);
+                if event.len() > self.max_event_bytes {
+                    let shown = &event[..SHOWN_BYTES.min(event.len())];
+                    let letter = self.oversized(shown, line, event.len() as u64);
+                    self.pending.push(letter);
+                } else if !record.iter().all(|b| b.is_ascii_whitespace()) {
                     records.push((at, end, line));
                 }
                 line += lines_in_record;
@@ -212,6 +238,17 @@ impl<D: RecordDecoder> ChunkReader<D> {
             }
             if records.len() >= self.batch_size || self.eof {
                 break;
+            }
+            // A record already longer than the limit is not read into
+            // memory: it is cut at the next newline and skipped.
+            if self.block.len() - at > self.max_event_bytes {
+                if !records.is_empty() {
+                    break;
+                }
+                self.skip_oversized(at, line)?;
+                at = self.start;
+                line = self.next_line;
+                continue;
             }
             // Keep what was scanned: rebase offsets after the block moves.
             let shift = self.start;
@@ -223,6 +260,54 @@ impl<D: RecordDecoder> ChunkReader<D> {
             at -= shift;
         }
         Ok(records)
+    }
+
+    /// The dead letter of a record of `size` bytes, longer than the limit.
+    fn oversized(&self, first: &[u8], line: u64, size: u64) -> DeadLetter {
+        DeadLetter {
+            input: self.input.clone(),
+            position: format!("line {line}"),
+            reason: format!(
+                "the event of {size} bytes is larger than the limit of {} bytes; its first {} bytes are kept",
+                self.max_event_bytes,
+                first.len()
+            ),
+            raw: String::from_utf8_lossy(first).trim_end().to_string(),
+        }
+    }
+
+    /// Reads past the record starting at `at` on `line`, which has no end
+    /// within the limit, up to and including the next newline (quotes or
+    /// not), keeping only its first bytes for its dead letter.
+    fn skip_oversized(&mut self, at: usize, line: u64) -> Result<(), EngineError> {
+        self.start = at;
+        let first = self.block[at..(at + SHOWN_BYTES).min(self.block.len())].to_vec();
+        let mut size = 0u64;
+        let mut lines = 0u64;
+        loop {
+            let rest = &self.block[self.start..];
+            if let Some(i) = memchr::memchr(b'\n', rest) {
+                let end = if i > 0 && rest[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                size += end as u64;
+                lines += 1;
+                self.start += i + 1;
+                break;
+            }
+            size += rest.len() as u64;
+            self.start = self.block.len();
+            if self.eof {
+                break;
+            }
+            self.fill()?;
+        }
+        let letter = self.oversized(&first, line, size);
+        self.pending.push(letter);
+        self.next_line = line + lines;
+        Ok(())
     }
 
     /// The end (after its newline) of the record starting at `at`, if the
@@ -246,20 +331,27 @@ impl<D: RecordDecoder> ChunkReader<D> {
     }
 
     /// Decodes the records; on failure, record by record.
+    /// Returns the batch, the dead letters and the indices (in `records`)
+    /// of the rows kept.
     fn decode(
         &mut self,
         records: &[(usize, usize, u64)],
-    ) -> (Option<RecordBatch>, Vec<DeadLetter>, Vec<u64>) {
+    ) -> (Option<RecordBatch>, Vec<DeadLetter>, Vec<usize>) {
         let (input, schema, quoted) = (&self.input, &self.schema, self.quoted);
+        let indexed: Vec<(usize, usize, usize)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end, _))| (start, end, i))
+            .collect();
         decode_records(
             &mut self.decoder,
             schema,
             quoted,
             &self.block,
-            records,
-            |record, line, reason| DeadLetter {
+            &indexed,
+            |record, i, reason| DeadLetter {
                 input: input.clone(),
-                position: format!("line {line}"),
+                position: format!("line {}", records[i].2),
                 reason,
                 raw: String::from_utf8_lossy(record).trim_end().to_string(),
             },
@@ -269,25 +361,35 @@ impl<D: RecordDecoder> ChunkReader<D> {
     fn read_batch(&mut self) -> Result<Option<SourceBatch>, EngineError> {
         let records = self.scan()?;
         let Some(&(_, end, _)) = records.last() else {
-            if self.eof {
+            let dead_letters = std::mem::take(&mut self.pending);
+            if self.eof && dead_letters.is_empty() {
                 return Ok(None);
             }
-            return Ok(Some(SourceBatch::default()));
+            return Ok(Some(SourceBatch {
+                dead_letters,
+                resume: self.resume_position(),
+                ..Default::default()
+            }));
         };
-        let (batch, dead_letters, good_lines) = self.decode(&records);
-        // Past the last record, and any blank lines before the next one.
-        let consumed = &self.block[self.start..end];
-        self.next_line += memchr::memchr_iter(b'\n', consumed).count() as u64;
-        self.consumed += consumed.len() as u64;
-        self.start = end;
+        let (batch, mut dead_letters, kept) = self.decode(&records);
+        dead_letters.append(&mut self.pending);
         let batch = match batch {
             Some(b) => {
                 let mut columns = b.columns().to_vec();
-                columns.push(Arc::new(UInt64Array::from(good_lines)));
+                let lines = UInt64Array::from_iter_values(kept.iter().map(|&i| records[i].2));
+                columns.push(Arc::new(lines));
+                columns.push(raw_column(
+                    kept.iter()
+                        .map(|&i| &self.block[records[i].0..records[i].1]),
+                ));
                 Some(RecordBatch::try_new(self.with_position.clone(), columns)?)
             }
             None => None,
         };
+        // Past the last record, and any blank lines before the next one.
+        let consumed = &self.block[self.start..end];
+        self.next_line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        self.start = end;
         Ok(Some(SourceBatch {
             batch,
             dead_letters,
@@ -295,6 +397,24 @@ impl<D: RecordDecoder> ChunkReader<D> {
             ..Default::default()
         }))
     }
+}
+
+/// The original bytes of events (without their line end), as the hidden
+/// column that TIMESTAMP BY takes a refused event's dead letter from.
+pub(crate) fn raw_column<'a>(records: impl Iterator<Item = &'a [u8]>) -> ArrayRef {
+    let mut offsets = vec![0i64];
+    let mut values = Vec::new();
+    for r in records {
+        let r = r.strip_suffix(b"\n").unwrap_or(r);
+        let r = r.strip_suffix(b"\r").unwrap_or(r);
+        values.extend_from_slice(r);
+        offsets.push(values.len() as i64);
+    }
+    Arc::new(LargeBinaryArray::new(
+        iotql_engine::arrow::buffer::OffsetBuffer::new(offsets.into()),
+        values.into(),
+        None,
+    ))
 }
 
 /// Decodes `records` (start, end, position: slices of `buffer`, each whole
@@ -338,7 +458,15 @@ pub(crate) fn decode_records<D: RecordDecoder + ?Sized, P: Copy>(
                     // arrow's count is not always the record's ("more than 3").
                     let text = String::from_utf8_lossy(record);
                     let fields = field_count(text.trim_end_matches(['\n', '\r']).as_bytes());
-                    format!("expected {} fields, found {fields}", schema.fields().len())
+                    // arrow's expected count is the file's (the schema may
+                    // be projected to the columns the job reads).
+                    let expected = message
+                        .split("expected ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .unwrap_or(schema.fields().len());
+                    format!("expected {expected} fields, found {fields}")
                 } else {
                     cleanup(&message, schema)
                 };
@@ -403,6 +531,120 @@ fn cleanup(message: &str, schema: &SchemaRef) -> String {
     m.to_string()
 }
 
+/// Refuses a batch holding NaN or an infinity in a float column (nested
+/// ones too): JSON has no such numbers, nor has ASA's float, and one would
+/// poison every sum and average it enters. Named after the column.
+pub(crate) fn check_finite(batch: &RecordBatch) -> Result<(), ArrowError> {
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        finite(field.name(), column.as_ref())?;
+    }
+    Ok(())
+}
+
+fn finite(path: &str, column: &dyn Array) -> Result<(), ArrowError> {
+    use iotql_engine::arrow::datatypes::{Float32Type, Float64Type};
+    let bad = |v: String| {
+        ArrowError::ParseError(format!(
+            "{v} is not a valid number for column `{path}`: NaN and infinities are refused"
+        ))
+    };
+    match column.data_type() {
+        DataType::Float64 => {
+            let a = column.as_primitive::<Float64Type>();
+            if !a.values().iter().all(|v| v.is_finite())
+                && let Some(v) = a.iter().flatten().find(|v| !v.is_finite())
+            {
+                return Err(bad(v.to_string()));
+            }
+        }
+        DataType::Float32 => {
+            let a = column.as_primitive::<Float32Type>();
+            if !a.values().iter().all(|v| v.is_finite())
+                && let Some(v) = a.iter().flatten().find(|v| !v.is_finite())
+            {
+                return Err(bad(v.to_string()));
+            }
+        }
+        DataType::Struct(fields) => {
+            let a = column.as_struct();
+            for (f, c) in fields.iter().zip(a.columns()) {
+                finite(&format!("{path}.{}", f.name()), c.as_ref())?;
+            }
+        }
+        DataType::List(_) => finite(path, column.as_list::<i32>().values().as_ref())?,
+        DataType::LargeList(_) => finite(path, column.as_list::<i64>().values().as_ref())?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The first key that appears twice in one JSON object of `json` (one or
+/// more valid JSON texts), if any: arrow's decoder would keep one of the
+/// values silently. Keys are compared as written (an escaped spelling of
+/// the same key is not caught). One pass over the bytes, no allocation
+/// per object.
+pub(crate) fn duplicate_key(json: &[u8]) -> Option<String> {
+    let mut keys: Vec<&[u8]> = Vec::new();
+    // Each open object: where its keys start in `keys`, and a 64-bit filter
+    // of their hashes, so that a key is compared only when its bit is set.
+    let mut objects: Vec<(usize, u64)> = Vec::new();
+    let n = json.len();
+    let mut i = 0;
+    // Between strings, a plain loop: the gaps are a few bytes, too short
+    // for memchr to pay.
+    while i < n {
+        let b = json[i];
+        i += 1;
+        match b {
+            b'"' => {
+                let start = i;
+                loop {
+                    let k = i + memchr::memchr2(b'"', b'\\', &json[i..])?;
+                    if json[k] == b'\\' {
+                        i = k + 2;
+                        if i > n {
+                            return None;
+                        }
+                    } else {
+                        i = k;
+                        break;
+                    }
+                }
+                let end = i;
+                i += 1;
+                let mut j = i;
+                while j < n && json[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < n
+                    && json[j] == b':'
+                    && let Some((first, filter)) = objects.last_mut()
+                {
+                    i = j + 1;
+                    let key = &json[start..end];
+                    let hash = key.len() as u64
+                        ^ u64::from(key.first().copied().unwrap_or(0))
+                        ^ (u64::from(key.last().copied().unwrap_or(0)) << 1);
+                    let bit = 1u64 << (hash & 63);
+                    if *filter & bit != 0 && keys[*first..].contains(&key) {
+                        return Some(String::from_utf8_lossy(key).into_owned());
+                    }
+                    *filter |= bit;
+                    keys.push(key);
+                }
+            }
+            b'{' => objects.push((keys.len(), 0)),
+            b'}' => {
+                if let Some((first, _)) = objects.pop() {
+                    keys.truncate(first);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Fields in a CSV line (commas outside double quotes, plus one).
 pub(crate) fn field_count(line: &[u8]) -> usize {
     let mut quoted = false;
@@ -432,5 +674,41 @@ impl<D: RecordDecoder> Source for ChunkReader<D> {
 
     fn seek(&mut self, position: &[u8]) -> Result<(), EngineError> {
         self.seek_to(position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_found_in_any_object_and_only_within_one() {
+        let found = |t: &str| duplicate_key(t.as_bytes());
+        assert_eq!(found(r#"{"a":1,"b":2,"a":3}"#).as_deref(), Some("a"));
+        assert_eq!(
+            found(r#"{"a":1,"g":{"x":1,"y":2,"x" : 3}}"#).as_deref(),
+            Some("x")
+        );
+        // The same key in sibling and nested objects, in arrays, in
+        // another line, or as a string value is not a duplicate.
+        assert_eq!(
+            found("{\"a\":{\"a\":1},\"l\":[{\"a\":1},{\"a\":2}],\"s\":\"a\"}\n{\"a\":2}\n"),
+            None
+        );
+        // Quotes and braces inside strings.
+        assert_eq!(found(r#"{"a":"x\"}{\"a\":","b":"\\","c":1}"#), None);
+        assert_eq!(found(r#"{"k\"":1,"k\"":2}"#).as_deref(), Some("k\\\""));
+        // Truncated text ends the search quietly.
+        assert_eq!(found(r#"{"a":1,"a"#), None);
+        assert_eq!(found(r#"{"a":"\"#), None);
+    }
+
+    #[test]
+    fn the_raw_column_keeps_events_without_their_line_ends() {
+        let raw = raw_column([&b"{\"a\":1}\r\n"[..], b"x,y\n", b"last"].into_iter());
+        let raw = raw.as_binary::<i64>();
+        assert_eq!(raw.value(0), b"{\"a\":1}");
+        assert_eq!(raw.value(1), b"x,y");
+        assert_eq!(raw.value(2), b"last");
     }
 }

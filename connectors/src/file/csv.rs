@@ -112,7 +112,11 @@ impl RecordDecoder for CsvDecoder {
             }
             rest = &rest[n..];
         }
-        decoder.flush()?.map(|b| self.bits(b)).transpose()
+        let batch = decoder.flush()?.map(|b| self.bits(b)).transpose()?;
+        if let Some(b) = &batch {
+            super::chunk::check_finite(b)?;
+        }
+        Ok(batch)
     }
 }
 
@@ -201,6 +205,7 @@ pub fn open_source(
             quoted: true,
             reopen: input.reopenable(),
             body_start: header_end as u64,
+            max_event_bytes: super::chunk::DEFAULT_MAX_EVENT_BYTES,
         },
         body,
         decoder,

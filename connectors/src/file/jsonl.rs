@@ -38,7 +38,14 @@ impl RecordDecoder for JsonDecoder {
             }
             rest = &rest[n..];
         }
-        decoder.flush()
+        let batch = decoder.flush()?;
+        if let Some(b) = &batch {
+            super::chunk::check_finite(b)?;
+        }
+        if let Some(key) = super::chunk::duplicate_key(records) {
+            return Err(ArrowError::JsonError(format!("duplicate key `{key}`")));
+        }
+        Ok(batch)
     }
 }
 
@@ -159,6 +166,7 @@ pub fn open_source(
             quoted: false,
             reopen: input.reopenable(),
             body_start: 0,
+            max_event_bytes: super::chunk::DEFAULT_MAX_EVENT_BYTES,
         },
         body,
         decoder,

@@ -1,6 +1,7 @@
 //! Files: CSV and JSON lines, read and written; `-` is stdin or stdout.
 
 pub(crate) mod chunk;
+pub use chunk::DEFAULT_MAX_EVENT_BYTES;
 pub mod csv;
 pub mod jsonl;
 

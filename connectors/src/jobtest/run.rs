@@ -262,7 +262,7 @@ fn move_arrival(
     }
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if f.name() != ARRIVAL_COLUMN && f.name() != POSITION {
+        if f.name() != ARRIVAL_COLUMN && !f.name().starts_with("__iotql_") {
             columns.push(c.clone());
         }
     }

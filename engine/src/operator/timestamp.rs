@@ -34,7 +34,8 @@ use super::{DeadLetter, Message, Operator, Output};
 use crate::error::EngineError;
 use crate::plan::{LatePolicy, TimePolicy};
 use crate::time::{
-    ARRIVAL_TIME, EVENT_TIME, EventTime, PARTITION, POSITION, SUBSTREAM, event_time_type, micros_of,
+    ARRIVAL_TIME, EVENT_TIME, EventTime, PARTITION, POSITION, RAW, SUBSTREAM, event_time_type,
+    micros_of,
 };
 
 /// Counters of one input's TIMESTAMP BY, shared with whoever reports them.
@@ -128,6 +129,53 @@ fn watermark_of(max_seen: i64, out_of_order: i64) -> i64 {
         i64::MIN
     } else {
         max_seen.saturating_sub(out_of_order)
+    }
+}
+
+/// The earliest event time taken: 0000-01-01T00:00:00Z. Earlier times (and
+/// later than [`LAST_TIME`]) cannot be written as RFC 3339 datetimes, which
+/// have four-digit years.
+pub const FIRST_TIME: i64 = -62_167_219_200_000_000;
+/// The latest event time taken: 9999-12-31T23:59:59.999999Z.
+pub const LAST_TIME: i64 = 253_402_300_799_999_999;
+
+/// Why an event time `t` is refused, if it is: outside the years 0000 to
+/// 9999, or more than `max_future` ahead of the event's `arrival` (when it
+/// has one) or of the wall clock (`now`).
+fn insane_time(
+    t: i64,
+    arrival: Option<i64>,
+    max_future: Option<std::time::Duration>,
+    now: impl FnOnce() -> i64,
+) -> Option<String> {
+    if !(FIRST_TIME..=LAST_TIME).contains(&t) {
+        return Some("is outside the years 0000 to 9999".into());
+    }
+    let limit = max_future?;
+    let (reference, what) = match arrival {
+        Some(a) => (a, "its arrival time"),
+        None => (now(), "the clock"),
+    };
+    if t <= reference.saturating_add(micros_of(limit)) {
+        return None;
+    }
+    Some(format!(
+        "is more than {} ahead of {what} ({}): a wrong device clock? (the limit is option max_future, or --max-future)",
+        human(limit),
+        EventTime(reference)
+    ))
+}
+
+/// A duration as the options write it (`1d`, `90m`, `1500ms`).
+fn human(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        ms if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -230,17 +278,43 @@ impl TimestampOperator {
         watermark_of(max_seen, micros_of(self.policy.out_of_order))
     }
 
+    /// Row `row`'s TIMESTAMP BY value as text (empty when NULL).
+    fn shown(&self, batch: &RecordBatch, row: usize) -> String {
+        match &self.by {
+            Some(by) => by
+                .evaluate(&batch.slice(row, 1))
+                .ok()
+                .and_then(|v| v.into_array(1).ok())
+                .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+
     fn dead_letter(&self, batch: &RecordBatch, row: usize, reason: String) -> DeadLetter {
         let position = batch
             .column(self.position_index)
             .as_any()
             .downcast_ref::<UInt64Array>()
             .map_or_else(|| "?".to_string(), |p| format!("line {}", p.value(row)));
+        // The event as read, when the source kept it; else the row as JSON.
+        let raw = match batch.column_by_name(RAW) {
+            Some(raw) => match raw.data_type() {
+                DataType::LargeBinary => {
+                    String::from_utf8_lossy(raw.as_binary::<i64>().value(row)).into_owned()
+                }
+                DataType::Binary => {
+                    String::from_utf8_lossy(raw.as_binary::<i32>().value(row)).into_owned()
+                }
+                _ => super::row_json(&batch.slice(row, 1)),
+            },
+            None => super::row_json(&batch.slice(row, 1)),
+        };
         DeadLetter {
             input: self.input.clone(),
             position,
             reason,
-            raw: super::row_json(&batch.slice(row, 1)),
+            raw,
         }
     }
 }
@@ -251,7 +325,9 @@ fn output_schema(input: &SchemaRef, substreams: bool) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .filter(|f| ![POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&f.name().as_str()))
+        .filter(|f| {
+            ![POSITION, RAW, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&f.name().as_str())
+        })
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EVENT_TIME, event_time_type(), false));
@@ -506,19 +582,11 @@ impl Operator for TimestampOperator {
         // Substreams whose clock moved, in the order first seen.
         let (mut touched, mut moved) = (Vec::new(), HashSet::new());
         let (mut adjusted, mut dropped) = (0u64, 0u64);
+        // The wall clock, read once a batch, for events without an arrival.
+        let mut now = None;
         for (row, t) in times.into_iter().enumerate() {
             let Some(mut t) = t else {
-                let shown = match &self.by {
-                    Some(by) => by
-                        .evaluate(&batch.slice(row, 1))
-                        .ok()
-                        .and_then(|v| v.into_array(1).ok())
-                        .and_then(|a| {
-                            datafusion::arrow::util::display::array_value_to_string(&a, 0).ok()
-                        })
-                        .unwrap_or_default(),
-                    None => String::new(),
-                };
+                let shown = self.shown(&batch, row);
                 let reason = if shown.is_empty() {
                     "the TIMESTAMP BY value is missing (NULL)".to_string()
                 } else {
@@ -528,6 +596,21 @@ impl Operator for TimestampOperator {
                 keep.push(false);
                 continue;
             };
+            if self.by.is_some() {
+                let arrival = arrivals.as_ref().and_then(|a| a[row]);
+                let refused = insane_time(t, arrival, self.policy.max_future, || {
+                    *now.get_or_insert_with(|| chrono::Utc::now().timestamp_micros())
+                });
+                if let Some(reason) = refused {
+                    let reason = format!(
+                        "the TIMESTAMP BY value `{}` {reason}",
+                        self.shown(&batch, row)
+                    );
+                    out.dead_letters.push(self.dead_letter(&batch, row, reason));
+                    keep.push(false);
+                    continue;
+                }
+            }
             let max_seen = match (&mut self.substreams, &ids, &partitions) {
                 (Some(s), Some(ids), _) => s.max_seen.entry(ids[row]).or_insert(i64::MIN),
                 (None, _, Some(p)) => self.partitions.entry(p.value(row)).or_insert(i64::MIN),
@@ -589,7 +672,7 @@ impl Operator for TimestampOperator {
         let mut columns = Vec::with_capacity(self.out_schema.fields().len());
         for (i, c) in batch.columns().iter().enumerate() {
             let name = batch.schema_ref().field(i).name().clone();
-            if [POSITION, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&name.as_str()) {
+            if [POSITION, RAW, EVENT_TIME, ARRIVAL_TIME, PARTITION].contains(&name.as_str()) {
                 continue;
             }
             columns.push(match &mask {
@@ -742,6 +825,16 @@ mod tests {
     /// Rows (time, arrival) through a TIMESTAMP BY with no out-of-order
     /// tolerance and a 60 s late-arrival tolerance: the event times out.
     fn stamp(rows: &[(&str, &str)], policy: LatePolicy) -> (Vec<i64>, Arc<TimestampStats>) {
+        let (times, stats, _) = stamp_with(rows, policy, None);
+        (times, stats)
+    }
+
+    /// [`stamp`] with a `max_future`; also the dead letters.
+    fn stamp_with(
+        rows: &[(&str, &str)],
+        policy: LatePolicy,
+        max_future: Option<std::time::Duration>,
+    ) -> (Vec<i64>, Arc<TimestampStats>, Vec<DeadLetter>) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("ts", DataType::Utf8, false),
             Field::new("arrived", DataType::Utf8, false),
@@ -762,6 +855,7 @@ mod tests {
             out_of_order: std::time::Duration::ZERO,
             late_arrival: std::time::Duration::from_secs(60),
             late_policy: policy,
+            max_future,
         };
         let stats = Arc::new(TimestampStats::default());
         let mut op = TimestampOperator::new(
@@ -791,7 +885,64 @@ mod tests {
                     .to_vec()
             })
             .collect();
-        (times, stats)
+        (times, stats, out.dead_letters)
+    }
+
+    #[test]
+    fn a_time_too_far_ahead_is_refused_and_does_not_move_the_watermark() {
+        let day = std::time::Duration::from_secs(86_400);
+        let (times, stats, letters) = stamp_with(
+            &[
+                ("2026-01-01T10:00:00Z", "2026-01-01T10:00:01Z"),
+                ("9999-12-31T23:59:59Z", "2026-01-01T10:00:02Z"),
+                ("2026-01-02T11:00:00Z", "2026-01-01T10:00:03Z"),
+                ("2026-01-01T10:00:04Z", "2026-01-01T10:00:04Z"),
+                ("0001-01-01T00:00:00Z", "2026-01-01T10:00:05Z"),
+            ],
+            LatePolicy::Drop,
+            Some(day),
+        );
+        let base = parse_iso8601_utc(b"2026-01-01T10:00:00Z").unwrap();
+        // The year-1 event is late (dropped by the policy, and counted).
+        assert_eq!(times, vec![base, base + 4_000_000]);
+        assert_eq!(stats.late_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.watermark(), Some(EventTime(base + 4_000_000)));
+        let refused: Vec<(&str, &str)> = letters
+            .iter()
+            .map(|l| (l.position.as_str(), l.reason.as_str()))
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused[0].0, "line 2");
+        assert!(
+            refused[0].1.starts_with(
+                "the TIMESTAMP BY value `9999-12-31T23:59:59Z` is more than 1d ahead of its arrival time (2026-01-01T10:00:02.000Z)"
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(refused[1].0, "line 3");
+    }
+
+    #[test]
+    fn times_outside_four_digit_years_are_refused_whatever_the_limit() {
+        let never = || unreachable!("no clock is needed");
+        assert!(insane_time(FIRST_TIME, None, None, never).is_none());
+        assert!(insane_time(LAST_TIME, None, None, never).is_none());
+        assert!(insane_time(FIRST_TIME - 1, None, None, never).is_some());
+        assert!(insane_time(LAST_TIME + 1, None, None, never).is_some());
+        let t = chrono::DateTime::from_timestamp_micros(LAST_TIME).unwrap();
+        assert_eq!(
+            t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+            "9999-12-31T23:59:59.999999"
+        );
+        let t = chrono::DateTime::from_timestamp_micros(FIRST_TIME).unwrap();
+        assert_eq!(
+            t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "0000-01-01T00:00:00"
+        );
+        // Without an arrival, the wall clock.
+        let hour = Some(std::time::Duration::from_secs(3600));
+        assert!(insane_time(7_200_000_001, None, hour, || 3_600_000_000).is_some());
+        assert!(insane_time(7_200_000_000, None, hour, || 3_600_000_000).is_none());
     }
 
     #[test]

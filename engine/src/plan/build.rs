@@ -622,6 +622,7 @@ impl Planner<'_> {
                 "out_of_order" => parse_duration(value).map(|d| policy.out_of_order = d),
                 "late_arrival" => parse_duration(value).map(|d| policy.late_arrival = d),
                 "late_policy" => value.parse().map(|p| policy.late_policy = p),
+                "max_future" => super::parse_max_future(value).map(|d| policy.max_future = d),
                 _ => Ok(()),
             };
             if let Err(e) = result {

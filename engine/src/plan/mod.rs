@@ -126,7 +126,14 @@ pub struct TimePolicy {
     /// late (sources with a real arrival time: Kafka, MQTT).
     pub late_arrival: Duration,
     pub late_policy: LatePolicy,
+    /// An event timed more than this ahead of the wall clock (or of its
+    /// arrival time) is refused into the dead letters instead of moving the
+    /// watermark; `None`: no limit.
+    pub max_future: Option<Duration>,
 }
+
+/// The default of [`TimePolicy::max_future`]: one day.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(86_400);
 
 impl Default for TimePolicy {
     fn default() -> Self {
@@ -134,7 +141,18 @@ impl Default for TimePolicy {
             out_of_order: Duration::ZERO,
             late_arrival: Duration::from_secs(5),
             late_policy: LatePolicy::Adjust,
+            max_future: Some(DEFAULT_MAX_FUTURE),
         }
+    }
+}
+
+/// A `max_future` as the CLI and input options write it: a duration, or
+/// `none` for no limit.
+pub fn parse_max_future(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        Ok(None)
+    } else {
+        crate::time::parse_duration(text).map(Some)
     }
 }
 
