@@ -125,7 +125,9 @@ impl<D: RecordDecoder> ChunkReader<D> {
     fn resume_position(&self) -> Option<Vec<u8>> {
         self.reopen.as_ref()?;
         // Read from the input, less what is read but not yet taken.
-        let unread = (self.block.len() - self.start) as u64 - u64::from(self.added_newline);
+        // (The newline `fill` added, once taken, was never read.)
+        let unread =
+            ((self.block.len() - self.start) as u64).saturating_sub(u64::from(self.added_newline));
         let offset = self.body_start + self.bytes_read - unread.min(self.bytes_read);
         Some(
             [
@@ -710,5 +712,61 @@ mod tests {
         assert_eq!(raw.value(0), b"{\"a\":1}");
         assert_eq!(raw.value(1), b"x,y");
         assert_eq!(raw.value(2), b"last");
+    }
+
+    /// Reads `source` to its end: each batch's rows (as debug text of the
+    /// first column's values), dead letters, and resume position.
+    fn read_to_end(source: &mut dyn Source) -> Vec<(Vec<String>, usize, Option<Vec<u8>>)> {
+        let mut batches = Vec::new();
+        while let Some(b) = source.next_batch().expect("read") {
+            let rows = b.batch.map_or_else(Vec::new, |batch| {
+                let column = batch.column(0);
+                (0..batch.num_rows())
+                    .map(|i| {
+                        iotql_engine::arrow::util::display::array_value_to_string(column, i)
+                            .expect("cell")
+                    })
+                    .collect()
+            });
+            batches.push((rows, b.dead_letters.len(), b.resume));
+        }
+        batches
+    }
+
+    #[test]
+    fn reading_resumes_at_every_batch_position_with_what_follows_it() {
+        // Longer than the limit on one event: a dead letter, read past.
+        let long = "x".repeat(DEFAULT_MAX_EVENT_BYTES + 10);
+        let csv = format!("id,v\na,1\nb,2\n\nc,3\nbad line\"\n{long},4\nd,5\ne,6\r\nf,7");
+        let jsonl = format!(
+            "{{\"id\":\"a\"}}\n{{\"id\":\"b\"}}\n\n{{\"id\":\"c\"}}\n{{\"id\":\"{long}\"}}\n{{\"id\":\"d\"}}\n{{\"id\":\"f\"}}"
+        );
+        for (text, csv_format) in [(csv, true), (jsonl, false)] {
+            let input = super::super::Input::Memory(std::sync::Arc::from(text.as_bytes()));
+            let open = || -> Box<dyn Source> {
+                if csv_format {
+                    super::super::csv::open_source("t", &input, None, 2, None)
+                } else {
+                    super::super::jsonl::open_source("t", &input, None, 2, None)
+                }
+                .expect("open")
+            };
+            let whole = read_to_end(open().as_mut());
+            let all: Vec<String> = whole.iter().flat_map(|b| b.0.clone()).collect();
+            let letters: usize = whole.iter().map(|b| b.1).sum();
+            assert!(letters >= 1, "the long event is a dead letter");
+            let mut seen = 0;
+            for (rows, _, position) in &whole {
+                seen += rows.len();
+                let position = position.as_ref().expect("a memory input resumes");
+                let mut resumed = open();
+                resumed.seek(position).expect("seek");
+                let rest: Vec<String> = read_to_end(resumed.as_mut())
+                    .into_iter()
+                    .flat_map(|b| b.0)
+                    .collect();
+                assert_eq!(rest, all[seen..], "after {seen} rows ({csv_format})");
+            }
+        }
     }
 }
