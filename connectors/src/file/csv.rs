@@ -298,11 +298,7 @@ impl Sink for CsvSink {
         let Some(out) = self.out.as_mut() else {
             return Ok(None);
         };
-        let len = out
-            .flush()
-            .and_then(|()| out.get_mut().checkpoint())
-            .map_err(|e| self.error(e))?;
-        Ok(len.map(super::file_state))
+        super::checkpoint_buffered(out).map_err(|e| self.error(e))
     }
 
     fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {

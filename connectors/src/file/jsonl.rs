@@ -250,12 +250,7 @@ impl Sink for JsonLinesSink {
         let Some(w) = self.writer.as_mut() else {
             return Ok(None);
         };
-        let out = w.get_mut();
-        let len = out
-            .flush()
-            .and_then(|()| out.get_mut().checkpoint())
-            .map_err(|e| self.error(e))?;
-        Ok(len.map(super::file_state))
+        super::checkpoint_buffered(w.get_mut()).map_err(|e| self.error(e))
     }
 
     fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {

@@ -197,8 +197,17 @@ impl Write for OutFile {
     }
 }
 
+/// Flushes a file output's buffer and makes it durable; the checkpoint
+/// state (its length), or `None` for stdout.
+pub(crate) fn checkpoint_buffered(
+    out: &mut std::io::BufWriter<OutFile>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    out.flush()?;
+    Ok(out.get_mut().checkpoint()?.map(file_state))
+}
+
 /// The checkpoint state of a file output: its length.
-pub(crate) fn file_state(len: u64) -> Vec<u8> {
+fn file_state(len: u64) -> Vec<u8> {
     [&b"L1"[..], &len.to_le_bytes()].concat()
 }
 
