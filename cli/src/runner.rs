@@ -488,8 +488,12 @@ impl Prepared {
             dead.flush()
                 .map_err(|e| format!("dead-letter file {}: {e}", dead.path().display()))?;
             if let Some(c) = checkpoints {
-                let stopped_at = if outcome.interrupted { c.taken } else { None };
-                if stopped_at.is_none() && c.disabled.is_none() {
+                let stopped_at = if outcome.interrupted && c.disabled.is_none() {
+                    c.taken
+                } else {
+                    None
+                };
+                if stopped_at.is_none() {
                     // The inputs ended and every row is out: nothing to
                     // resume, and the next run starts over.
                     c.store.clear().map_err(|e| e.to_string())?;
@@ -695,6 +699,10 @@ impl Pump<'_> {
                         self.names[i]
                     );
                     tracing::info!("no checkpoints: {why}");
+                    // The checkpoint taken before the first event must not
+                    // be resumed from: it would cut the outputs back to
+                    // where this run started.
+                    c.store.clear().map_err(|e| e.to_string())?;
                     c.disabled = Some(why);
                 }
                 None => {}

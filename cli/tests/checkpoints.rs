@@ -353,3 +353,38 @@ fn a_changed_job_refuses_the_checkpoint_until_fresh_and_a_damaged_one_is_skipped
         assert!(want == Some(bytes), "{name} differs after --fresh");
     }
 }
+
+#[test]
+fn an_input_that_cannot_resume_leaves_no_checkpoint_to_resume_from() {
+    let dir = job_dir(2_000);
+    let csv = std::fs::read(dir.path().join("readings.csv")).unwrap();
+    // stdin cannot be read again from a position: the checkpoint taken
+    // before the first event is removed (resuming from it would cut the
+    // outputs back to where this run started), and none is taken after.
+    let mut child = iotql(
+        dir.path(),
+        &[
+            "-q",
+            "--input",
+            "readings=csv:-",
+            "--checkpoint-interval",
+            "10ms",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&csv).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("job.state").exists(),
+        "a state folder was left behind"
+    );
+}
