@@ -687,12 +687,12 @@ impl Pump<'_> {
     }
 
     /// Pushes what reader `i` sent.
-    fn take(&mut self, i: usize, batch: SourceBatch) -> Result<u64, String> {
+    fn take(&mut self, i: usize, mut batch: SourceBatch) -> Result<u64, String> {
         if let Some(c) = self.checkpoints.as_deref_mut()
             && c.disabled.is_none()
         {
-            match &batch.resume {
-                Some(position) => c.positions[i] = Some(position.clone()),
+            match batch.resume.take() {
+                Some(position) => c.positions[i] = Some(position),
                 None if batch.batch.is_some() || !batch.dead_letters.is_empty() => {
                     let why = format!(
                         "input `{}` cannot resume from a position (stdin, or a source without checkpoints)",
