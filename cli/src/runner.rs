@@ -236,7 +236,7 @@ pub(crate) fn prepare(
 
     let (checkpoints, resume) = match checkpointing {
         Some(options) => {
-            let (c, resume) = open_checkpoints(options, &sources)?;
+            let (c, resume) = open_checkpoints(options, &sources, &mut sinks)?;
             (Some(c), resume)
         }
         None => (None, None),
@@ -308,6 +308,7 @@ pub(crate) fn prepare(
 fn open_checkpoints(
     options: CheckpointOptions,
     sources: &[(String, Box<dyn Source>)],
+    sinks: &mut HashMap<String, Box<dyn Sink>>,
 ) -> Result<(Checkpoints, Option<Checkpoint>), PrepareError> {
     use PrepareError::{Runtime, Usage};
     let store = CheckpointStore::open(&options.dir).map_err(|e| Runtime(e.to_string()))?;
@@ -329,7 +330,30 @@ fn open_checkpoints(
     }
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let fingerprint = checkpoint::fingerprint(&parts);
-    let recovered = store.latest().map_err(|e| {
+    // Outputs learn that the run takes checkpoints (a Kafka output opens
+    // its transactions), then say which checkpoints they can resume from.
+    let folder = std::fs::canonicalize(&options.dir).unwrap_or_else(|_| options.dir.clone());
+    for (name, sink) in sinks.iter_mut() {
+        let scope = format!(
+            "iotql-{}-{name}",
+            &checkpoint::fingerprint(&[&folder.to_string_lossy()])[..16]
+        );
+        sink.enable_checkpoints(&scope)
+            .map_err(|e| Runtime(format!("output `{name}`: {e}")))?;
+    }
+    let refuse = |c: &Checkpoint| {
+        for (name, state) in &c.sinks {
+            if let Some(sink) = sinks.get_mut(name)
+                && !sink.can_resume(state)?
+            {
+                return Ok(Some(format!(
+                    "output `{name}` did not commit what this checkpoint counts as written"
+                )));
+            }
+        }
+        Ok(None)
+    };
+    let recovered = store.latest_where(refuse).map_err(|e| {
         Runtime(format!(
             "{e}; run with --fresh to start over from the beginning of the inputs"
         ))
@@ -541,6 +565,10 @@ impl Commits {
 /// How often a broker input's positions are committed.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How soon a checkpoint follows the last one when an output waits for
+/// one (alerts in the outbox), whatever the interval.
+const EARLY_CHECKPOINT: Duration = Duration::from_secs(1);
+
 /// How often outputs are ticked and the interrupt flag checked when no
 /// batch comes.
 const TICK: Duration = Duration::from_millis(200);
@@ -570,6 +598,13 @@ impl Pump<'_> {
                 c.requested.store(false, Ordering::SeqCst);
                 c.last = Instant::now();
                 if c.disabled.is_some() {
+                    // Nothing to resume from, but outputs that hold work
+                    // for a checkpoint (a transaction, the alert outbox)
+                    // still commit and deliver it at each one.
+                    self.dataflow
+                        .checkpoint_outputs()
+                        .and_then(|_| self.dataflow.committed_outputs())
+                        .map_err(|e| e.to_string())?;
                     return Ok(());
                 }
             }
@@ -611,7 +646,7 @@ impl Pump<'_> {
         tracing::debug!("checkpoint {} taken", c.next_id);
         c.taken = Some(c.next_id);
         c.next_id += 1;
-        Ok(())
+        self.dataflow.committed_outputs().map_err(|e| e.to_string())
     }
 
     /// Writes dead letters, with a broker input's positions in its words.
@@ -778,7 +813,10 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
             p.commit_done()?;
             last_commit = Instant::now();
         }
-        if p.checkpoints.as_deref().is_some_and(Checkpoints::due) {
+        if p.checkpoints.as_deref().is_some_and(|c| {
+            c.due()
+                || (c.last.elapsed() >= EARLY_CHECKPOINT && p.dataflow.outputs_want_checkpoint())
+        }) {
             p.checkpoint()?;
         }
         if let Some(until) = hold_until {

@@ -358,6 +358,26 @@ impl Sink for ThrottledSink {
             .collect::<Result<_, _>>()?;
         Ok(())
     }
+
+    fn enable_checkpoints(&mut self, scope: &str) -> Result<(), EngineError> {
+        self.inner.enable_checkpoints(scope)
+    }
+
+    fn can_resume(&mut self, state: &[u8]) -> Result<bool, EngineError> {
+        let parts = split_sections(state)?;
+        match parts.first().and_then(|inner| inner.split_first()) {
+            Some((1, inner)) => self.inner.can_resume(inner),
+            _ => Ok(true),
+        }
+    }
+
+    fn committed(&mut self) -> Result<(), EngineError> {
+        self.inner.committed()
+    }
+
+    fn wants_checkpoint(&self) -> bool {
+        self.inner.wants_checkpoint()
+    }
 }
 
 #[cfg(test)]

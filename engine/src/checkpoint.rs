@@ -219,6 +219,17 @@ impl CheckpointStore {
     /// ones are listed in [`Recovered::skipped`]. Leftover temporary files of
     /// an interrupted save are removed.
     pub fn latest(&self) -> Result<Option<Recovered>, EngineError> {
+        self.latest_where(|_| Ok(None))
+    }
+
+    /// The newest checkpoint that reads back whole and that `refuse` does
+    /// not refuse (`Some(why)`: the outputs cannot resume from it, as a
+    /// Kafka transaction it counted on was aborted); damaged and refused
+    /// newer ones are listed in [`Recovered::skipped`].
+    pub fn latest_where(
+        &self,
+        mut refuse: impl FnMut(&Checkpoint) -> Result<Option<String>, EngineError>,
+    ) -> Result<Option<Recovered>, EngineError> {
         for entry in fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))? {
             let path = entry.map_err(|e| io_error(&self.dir, e))?.path();
             if path
@@ -235,13 +246,16 @@ impl CheckpointStore {
                 .map_err(|e| io_error(&path, e))
                 .and_then(|bytes| Checkpoint::decode(&bytes));
             match read {
-                Ok(checkpoint) => {
-                    return Ok(Some(Recovered {
-                        checkpoint,
-                        path,
-                        skipped,
-                    }));
-                }
+                Ok(checkpoint) => match refuse(&checkpoint)? {
+                    None => {
+                        return Ok(Some(Recovered {
+                            checkpoint,
+                            path,
+                            skipped,
+                        }));
+                    }
+                    Some(why) => skipped.push((path, why)),
+                },
                 Err(e) => skipped.push((path, e.to_string())),
             }
         }
@@ -249,7 +263,7 @@ impl CheckpointStore {
             Ok(None)
         } else {
             Err(EngineError::State(format!(
-                "no checkpoint in {} can be read: {}",
+                "no checkpoint in {} can be resumed from: {}",
                 self.dir.display(),
                 skipped
                     .iter()
@@ -357,6 +371,16 @@ mod tests {
         assert_eq!(back.skipped.len(), 1);
         assert!(back.skipped[0].1.contains("checksum"), "{:?}", back.skipped);
         assert!(!dir.join(".chk-00000000000000000006.tmp").exists());
+
+        // A checkpoint the outputs refuse (an aborted Kafka transaction)
+        // is passed over for the one before it.
+        let refused = store
+            .latest_where(|c| Ok((c.header.id == 4).then(|| "not committed".to_string())))
+            .expect("latest")
+            .expect("some");
+        assert_eq!(refused.checkpoint.header.id, 3);
+        assert_eq!(refused.skipped.len(), 2);
+        assert_eq!(refused.skipped[1].1, "not committed");
 
         // Nothing readable at all is an error, not a silent fresh start.
         for (_, p) in store.files().expect("files") {

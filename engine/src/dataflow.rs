@@ -156,6 +156,22 @@ impl Sink for CountingSink {
     fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
         self.inner.recover(state)
     }
+
+    fn enable_checkpoints(&mut self, scope: &str) -> Result<(), EngineError> {
+        self.inner.enable_checkpoints(scope)
+    }
+
+    fn can_resume(&mut self, state: &[u8]) -> Result<bool, EngineError> {
+        self.inner.can_resume(state)
+    }
+
+    fn committed(&mut self) -> Result<(), EngineError> {
+        self.inner.committed()
+    }
+
+    fn wants_checkpoint(&self) -> bool {
+        self.inner.wants_checkpoint()
+    }
 }
 
 fn diag(span: iotql_dsl::Span, message: impl Into<String>) -> Vec<Diagnostic> {
@@ -644,6 +660,26 @@ impl Dataflow {
             }
         }
         Ok(states)
+    }
+
+    /// Tells every output that the checkpoint of the states
+    /// [`Dataflow::checkpoint_outputs`] returned last is durable
+    /// ([`Sink::committed`]).
+    pub fn committed_outputs(&mut self) -> Result<(), EngineError> {
+        for node in &mut self.nodes {
+            if let Some((_, sink)) = node.op.output() {
+                sink.committed()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an output waits for a checkpoint ([`Sink::wants_checkpoint`]).
+    pub fn outputs_want_checkpoint(&mut self) -> bool {
+        self.nodes.iter_mut().any(|n| {
+            n.op.output()
+                .is_some_and(|(_, sink)| sink.wants_checkpoint())
+        })
     }
 
     /// Flushes every output ([`Sink::flush`]).

@@ -91,6 +91,40 @@ pub trait Sink: Send {
             "this output cannot be rolled back to a checkpoint".into(),
         ))
     }
+
+    /// Called once, before [`Sink::can_resume`], [`Sink::recover`] and
+    /// [`Sink::start`], when the run takes checkpoints. `scope` names this
+    /// output of this job's state folder, the same in every run that resumes
+    /// from it (a Kafka transactional id is made from it). An output that
+    /// holds work back until a checkpoint commits (a transaction, an alert
+    /// outbox) starts doing so here; in a run without checkpoints it is not
+    /// called, and the output delivers as it goes.
+    fn enable_checkpoints(&mut self, _scope: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Whether the job may resume from the checkpoint in which this
+    /// output's state was `state`: `false` when what the checkpoint counts
+    /// as written was never committed (a Kafka transaction that a crash
+    /// aborted), and the runner tries the checkpoint before it. Called
+    /// after [`Sink::enable_checkpoints`], before [`Sink::recover`].
+    fn can_resume(&mut self, _state: &[u8]) -> Result<bool, EngineError> {
+        Ok(true)
+    }
+
+    /// The checkpoint that holds the state [`Sink::checkpoint`] returned
+    /// last is durable: commit what was held for it (a Kafka transaction)
+    /// and deliver what waited for it (alerts in the outbox).
+    fn committed(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The output holds work that waits for a checkpoint (alerts in the
+    /// outbox): the runner takes one soon (within about a second) rather
+    /// than at the next interval.
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
 }
 
 /// What a sink counts about its deliveries. Shared: the run summary and a
