@@ -305,6 +305,7 @@ fn summary(
                 ("retries", m.retries.load(Ordering::Relaxed)),
                 ("failed", m.failures.load(Ordering::Relaxed)),
                 ("throttled", m.suppressed.load(Ordering::Relaxed)),
+                ("outages", m.outages.load(Ordering::Relaxed)),
             ] {
                 if n > 0 {
                     line.push_str(&format!("   {what}: {n}"));

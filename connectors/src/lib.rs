@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod lookup;
 pub mod message;
 pub mod mqtt;
+pub(crate) mod outage;
 pub mod parquet;
 pub mod postgres;
 pub mod secret;

@@ -1,7 +1,7 @@
 //! The boundary between the engine and connectors: where rows go ([`Sink`]).
 //! Sources push batches into a [`crate::dataflow::Dataflow`].
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -139,6 +139,12 @@ pub struct SinkMetrics {
     pub failures: AtomicU64,
     /// Rows held back by throttling.
     pub suppressed: AtomicU64,
+    /// Times the destination became unreachable (each outage counted once,
+    /// however many attempts failed in it).
+    pub outages: AtomicU64,
+    /// When the current outage began (milliseconds since the Unix epoch);
+    /// 0 while the destination is reachable.
+    pub down_since_ms: AtomicI64,
 }
 
 /// A sink that keeps every batch in memory, for embedding and tests.

@@ -17,6 +17,7 @@ use rumqttc::{Client, Connection, Event, Incoming, Outgoing, QoS};
 
 use super::{Backoff, MqttOutput, TopicPart, fatal};
 use crate::file::TIMESTAMP_FORMAT;
+use crate::outage::Outage;
 
 /// Requests (publishes) queued for the client: `write` waits when full.
 const REQUESTS: usize = 1024;
@@ -296,6 +297,10 @@ struct Driver {
 impl Driver {
     fn run(self, mut connection: Connection) {
         let mut backoff = Backoff::default();
+        let mut outage = Outage::new(
+            format!("output {} (MQTT broker {})", self.output, self.address),
+            None,
+        );
         let mut connections = 0u64;
         loop {
             let event = match connection.recv() {
@@ -306,6 +311,7 @@ impl Driver {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                     connections += 1;
                     backoff.reset();
+                    outage.succeeded();
                     if connections > 1 {
                         tracing::info!(output = %self.output, broker = %self.address, "MQTT connected again");
                         if !ack.session_present && self.qos != QoS::AtMostOnce {
@@ -342,11 +348,8 @@ impl Driver {
                         });
                         break;
                     }
-                    let delay = backoff.next();
-                    if backoff.first() {
-                        tracing::warn!(output = %self.output, broker = %self.address, error = %e, "MQTT connection lost; reconnecting with backoff");
-                    }
-                    std::thread::sleep(delay);
+                    outage.failed(&e);
+                    std::thread::sleep(backoff.next());
                 }
             }
         }
