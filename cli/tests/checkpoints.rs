@@ -36,9 +36,10 @@ fn job_dir(events: usize) -> tempfile::TempDir {
             .wrapping_add(1442695040888963407);
         let t = 20.0 + (x >> 40) as f64 / (1u64 << 24) as f64 * 15.0;
         csv.push_str(&format!(
-            "dev-{},2026-01-01T{:02}:{:02}:{:02}Z,{t:.2}\n",
+            "dev-{},2026-01-{:02}T{:02}:{:02}:{:02}Z,{t:.2}\n",
             i % 20,
-            s / 3600,
+            s / 86_400 + 1,
+            (s / 3600) % 24,
             (s / 60) % 60,
             s % 60
         ));
@@ -223,18 +224,33 @@ fn newest_checkpoint(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A setting of the kill test from the environment: the long version
+/// (`bench/kill.sh`) runs it over 10M events with 20 kills.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() {
-    let events = 100_000;
-    let (expected, _) = reference(events);
+    let events = setting("IOTQL_KILL_EVENTS", 100_000);
+    let planned = setting("IOTQL_KILLS", 12);
+    let interval: String = setting("IOTQL_KILL_INTERVAL", "20ms".to_string());
+    let (expected, took) = reference(events);
+    // Kills spread over the run: after progress, a random wait of up to a
+    // share of an uninterrupted run's time.
+    let spread = (took.as_millis() as u64 / (planned as u64 + 1)).max(25);
     let dir = job_dir(events);
+    let started = Instant::now();
     let mut kills = 0;
     let mut seed: u64 = 42;
-    let args = ["-q", "--checkpoint-interval", "20ms", "--batch-size", "50"];
+    let args = ["-q", "--checkpoint-interval", &interval, "--batch-size", "50"];
     loop {
         let before = newest_checkpoint(dir.path());
         let mut child = spawn(dir.path(), &args);
-        if kills < 12 {
+        if kills < planned {
             // Once the run has made progress (two checkpoints past where it
             // resumed), at a random moment: during a batch, a write, a
             // checkpoint.
@@ -245,7 +261,7 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
                 std::thread::sleep(Duration::from_millis(2));
             }
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            std::thread::sleep(Duration::from_millis((seed >> 33) % 25));
+            std::thread::sleep(Duration::from_millis((seed >> 33) % spread));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 child.wait().unwrap();
@@ -258,10 +274,15 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
         break;
     }
     assert!(
-        kills >= 6,
+        kills >= planned / 2,
         "only {kills} runs were killed: the test proves little"
     );
     same(&outputs(dir.path()), &expected);
+    eprintln!(
+        "{events} events: an uninterrupted run took {:.1} s; {kills} runs killed with SIGKILL and restarted took {:.1} s in all; outputs identical",
+        took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     // Done: no checkpoint is left to resume from.
     assert!(!dir.path().join("job.state").exists());
 }
