@@ -78,7 +78,7 @@ fn a_stalled_output_stops_the_reading_and_loses_nothing() {
     let dir = job_dir();
     let input = std::fs::canonicalize(dir.path().join("readings.csv")).unwrap();
     let size = std::fs::metadata(&input).unwrap().len();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iotql"))
+    let child = Command::new(env!("CARGO_BIN_EXE_iotql"))
         .args(["run", "job.asaql", "-q", "--checkpoint-interval", "off"])
         .current_dir(dir.path())
         .stdout(Stdio::null())

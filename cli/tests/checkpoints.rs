@@ -246,7 +246,13 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
     let started = Instant::now();
     let mut kills = 0;
     let mut seed: u64 = 42;
-    let args = ["-q", "--checkpoint-interval", &interval, "--batch-size", "50"];
+    let args = [
+        "-q",
+        "--checkpoint-interval",
+        &interval,
+        "--batch-size",
+        "50",
+    ];
     loop {
         let before = newest_checkpoint(dir.path());
         let mut child = spawn(dir.path(), &args);
