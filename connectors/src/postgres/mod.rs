@@ -18,6 +18,7 @@
 //! 'postgres', url = '...', table = '...'`); see docs/postgres.md.
 
 mod copy;
+mod ledger;
 mod server;
 mod sink;
 mod table;
