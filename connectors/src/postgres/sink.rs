@@ -20,7 +20,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use super::PostgresOutput;
 use super::copy::Rows;
 use super::ledger::{self, Committed};
-use super::server::{Server, describe, is_outage};
+use super::server::{Server, certificate_hint, describe, is_outage};
 use super::table::{self, StartError, Target};
 use crate::backoff::Backoff;
 use crate::outage::Outage;
@@ -369,10 +369,11 @@ impl Sink for PostgresSink {
                     self.retry.wait(&describe(&e));
                 }
                 Err(StartError::Server(e)) => {
+                    let error = describe(&e);
+                    let hint = certificate_hint(&error, &self.output.tls);
                     return Err(self.error(format!(
-                        "PostgreSQL at {}: {}",
-                        self.retry.address,
-                        describe(&e)
+                        "PostgreSQL at {}: {error}{hint}",
+                        self.retry.address
                     )));
                 }
                 Err(StartError::Refused(message)) => return Err(self.error(message)),
