@@ -420,7 +420,7 @@ impl Sink for PostgresSink {
         Some(self.retry.metrics.clone())
     }
 
-    /// Without a key the ledger is kept from here on (see [`super::ledger`]).
+    /// Without a key the ledger is kept from here on (see `ledger.rs`).
     fn enable_checkpoints(&mut self, _scope: &str) -> Result<(), EngineError> {
         self.checkpoints = true;
         Ok(())
