@@ -4,8 +4,9 @@
 //! moments and restarted, a job's keyed and unkeyed tables end up row for
 //! row those of an uninterrupted run; a server stopped mid-run and started
 //! again on its cluster loses and doubles no row, and the outage is logged
-//! once and counted once; TLS with `sslmode = 'verify-full'` takes the
-//! server's authority and refuses another.
+//! once and counted once; a resume that the ledger cannot account for is
+//! refused and changes nothing; TLS with `sslmode = 'verify-full'` takes
+//! the server's authority and refuses another.
 
 #[path = "../../connectors/tests/support/mod.rs"]
 mod support;
@@ -372,5 +373,45 @@ fn verify_full_takes_the_servers_authority_and_refuses_another() {
     assert!(
         !e.contains("cannot reach") && !e.contains("unreachable"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_resume_that_the_ledger_does_not_account_for_is_refused_and_changes_nothing() {
+    let server = Postgres::start();
+    let dir = job_dir(&server, "", EVENTS, false);
+    let args = ["-q", "--checkpoint-interval", "100ms", "--batch-size", "50"];
+    let child = iotql(dir.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = server.client();
+    wait_until("rows in the table", || count(&mut client, "plain") > 300);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A batch the ledger does not know of, as a run without checkpoints
+    // (or a hand) would leave.
+    client
+        .batch_execute("UPDATE iotql_sink_progress SET seq = seq + 1 WHERE output = 'plain'")
+        .unwrap();
+    let before = rows(&server, "plain");
+
+    let out = iotql(dir.path(), &args).output().unwrap();
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("cannot roll table plain back to the checkpoint") && e.contains("--fresh"),
+        "{e}"
+    );
+    assert_eq!(
+        rows(&server, "plain"),
+        before,
+        "the refused resume changed the table"
     );
 }
