@@ -233,6 +233,47 @@ impl PostgresSink {
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+
+    /// Creates or checks the table and, when resuming from a checkpoint,
+    /// rolls it back to it (made again, like the rest of `start`, when the
+    /// server is away).
+    fn prepare(
+        &self,
+        client: &mut postgres::Client,
+        schema: &SchemaRef,
+    ) -> Result<(Target, i64), StartError> {
+        let (target, seq) =
+            table::prepare(client, &self.name, &self.output, schema, self.checkpoints)?;
+        let (Some(to), Some((progress, ledger))) = (self.resume, target.ledger()) else {
+            return Ok((target, seq));
+        };
+        let removed = ledger::roll_back(client, progress, ledger, &self.output, to)?;
+        if removed > 0 || seq != to {
+            tracing::info!(
+                output = %self.name,
+                table = %self.output.table,
+                removed,
+                batches = seq - to,
+                "removed the rows written after the checkpoint"
+            );
+        }
+        Ok((target, to))
+    }
+
+    /// Forgets the ledger's batches up to `seq`. Housekeeping: a failure
+    /// (the server away) leaves them for the next checkpoint.
+    fn forget(&self, seq: i64) {
+        let Some(started) = &self.started else { return };
+        let Some((progress, ledger)) = started.target.ledger() else {
+            return;
+        };
+        let forgotten = started.server.get().and_then(|mut c| {
+            ledger::forget(&mut c, progress, ledger, seq).map_err(|e| describe(&e))
+        });
+        if let Err(e) = forgotten {
+            tracing::debug!(output = %self.name, error = %e, "the ledger was not trimmed; next checkpoint");
+        }
+    }
 }
 
 /// One attempt at writing `rows` as batch number `seq`. Without a key, the
@@ -284,55 +325,6 @@ fn transaction(
     }
     tx.commit()?;
     Ok(())
-}
-
-impl PostgresSink {
-    /// Creates or checks the table and, when resuming from a checkpoint,
-    /// rolls it back to it (made again, like the rest of `start`, when the
-    /// server is away).
-    fn prepare(
-        &self,
-        client: &mut postgres::Client,
-        schema: &SchemaRef,
-    ) -> Result<(Target, i64), StartError> {
-        let (target, seq) =
-            table::prepare(client, &self.name, &self.output, schema, self.checkpoints)?;
-        let (Some(to), Some(progress)) = (self.resume, &target.progress) else {
-            return Ok((target, seq));
-        };
-        let Some(ledger) = &progress.ledger else {
-            return Ok((target, seq));
-        };
-        let removed = ledger::roll_back(client, progress, ledger, &self.output, to)?;
-        if removed > 0 || seq != to {
-            tracing::info!(
-                output = %self.name,
-                table = %self.output.table,
-                removed,
-                batches = seq - to,
-                "removed the rows written after the checkpoint"
-            );
-        }
-        Ok((target, to))
-    }
-
-    /// Forgets the ledger's batches up to `seq`. Housekeeping: a failure
-    /// (the server away) leaves them for the next checkpoint.
-    fn forget(&mut self, seq: i64) {
-        let Some(started) = &self.started else { return };
-        let Some(progress) = &started.target.progress else {
-            return;
-        };
-        let Some(ledger) = &progress.ledger else {
-            return;
-        };
-        let forgotten = started.server.get().and_then(|mut c| {
-            ledger::forget(&mut c, progress, ledger, seq).map_err(|e| describe(&e))
-        });
-        if let Err(e) = forgotten {
-            tracing::debug!(output = %self.name, error = %e, "the ledger was not trimmed; next checkpoint");
-        }
-    }
 }
 
 impl Sink for PostgresSink {
@@ -431,11 +423,8 @@ impl Sink for PostgresSink {
     /// no state.
     fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
         self.write_pending()?;
-        let Some(started) = &self.started else {
-            return Ok(None);
-        };
-        match &started.target.progress {
-            Some(p) if p.ledger.is_some() => {
+        match &self.started {
+            Some(started) if started.target.ledger().is_some() => {
                 self.committed.taken(started.seq);
                 Ok(Some(ledger::state(started.seq)))
             }

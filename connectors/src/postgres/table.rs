@@ -146,6 +146,15 @@ pub(super) struct Target {
     pub(super) progress: Option<Progress>,
 }
 
+impl Target {
+    /// The output's progress row and ledger, when it keeps one (no key,
+    /// a run with checkpoints).
+    pub(super) fn ledger(&self) -> Option<(&Progress, &Ledger)> {
+        let progress = self.progress.as_ref()?;
+        Some((progress, progress.ledger.as_ref()?))
+    }
+}
+
 /// Why an output cannot start.
 #[derive(Debug)]
 pub(super) enum StartError {
