@@ -11,13 +11,20 @@
 //! COMMIT: with a key the upsert writes the same values again; without one,
 //! the transaction also moves this output's sequence number in
 //! `iotql_sink_progress`, and the next attempt skips a batch whose number
-//! is already there.
+//! is already there. An outage is logged once when it begins and once when
+//! it ends (`outage.rs`).
+//!
+//! Across a crash of the job: with a key, replayed rows are upserts onto
+//! themselves; without one, each batch's transaction is recorded in a
+//! ledger and a job resuming from a checkpoint deletes the rows of the
+//! batches after it (`ledger.rs`).
 //!
 //! Where: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB?table=T&key=a,b`
 //! (`postgresql://` too) or a declaration's options (`connector =
 //! 'postgres', url = '...', table = '...'`); see docs/postgres.md.
 
 mod copy;
+mod ledger;
 mod server;
 mod sink;
 mod table;

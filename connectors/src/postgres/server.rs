@@ -160,6 +160,24 @@ pub(super) fn describe(error: &postgres::Error) -> String {
     text
 }
 
+/// What to do when the server's certificate did not verify (`error`, as
+/// [`describe`] put it) under `verify-full`; empty otherwise.
+pub(super) fn certificate_hint(error: &str, mode: &TlsMode) -> String {
+    let TlsMode::VerifyFull { root_cert } = mode else {
+        return String::new();
+    };
+    if !error.contains("invalid peer certificate") {
+        return String::new();
+    }
+    let authorities = root_cert.as_ref().map_or_else(
+        || "the system's authorities (no sslrootcert)".to_string(),
+        |p| format!("sslrootcert {}", p.display()),
+    );
+    format!(
+        "; with sslmode = 'verify-full' the server's certificate must be signed by {authorities} and name the host of the url: give the authority that signed it, or sslmode = 'require' to encrypt without checking it"
+    )
+}
+
 /// rustls settings for `mode` (unused when TLS is disabled).
 fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

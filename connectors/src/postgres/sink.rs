@@ -1,6 +1,9 @@
 //! The PostgreSQL sink: buffers rows, writes them in transactions of up to
 //! `batch_size` rows, and makes a transaction again, with backoff, while
-//! the server is away (the job waits meanwhile: backpressure).
+//! the server is away (the job waits meanwhile: backpressure). With
+//! checkpoints, an output without a key keeps a ledger of its batches and
+//! rolls its table back to a checkpoint it resumes from (see
+//! [`super::ledger`]); with a key, rows are upserts and need no rollback.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,9 +19,11 @@ use postgres::binary_copy::BinaryCopyInWriter;
 
 use super::PostgresOutput;
 use super::copy::Rows;
-use super::server::{Server, describe, is_outage};
+use super::ledger::{self, Committed};
+use super::server::{Server, certificate_hint, describe, is_outage};
 use super::table::{self, StartError, Target};
 use crate::backoff::Backoff;
+use crate::outage::Outage;
 
 /// How long `start` waits for a server that cannot be reached before it
 /// refuses the job (once started, an output waits as long as it takes).
@@ -34,9 +39,15 @@ pub struct PostgresSink {
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     oldest: Option<Instant>,
-    outage: Outage,
+    retry: Retry,
     /// Rows the server refused as bad data.
     dead_letters: Vec<DeadLetter>,
+    /// The run takes checkpoints: an output without a key keeps a ledger.
+    checkpoints: bool,
+    /// The batch number of the checkpoint resumed from, rolled back to at
+    /// start.
+    resume: Option<i64>,
+    committed: Committed,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -57,38 +68,44 @@ struct Started {
     seq: i64,
 }
 
-/// Waiting out a server that cannot be reached: backoff, the retry
-/// count, and one warning per outage.
+/// Waiting out a server that cannot be reached: the backoff, the retry
+/// count, and the outage (logged once when it begins and once when it
+/// ends, counted in the metrics).
 #[derive(Debug)]
-struct Outage {
-    output: String,
-    address: String,
+struct Retry {
     backoff: Backoff,
+    outage: Outage,
     metrics: Arc<SinkMetrics>,
-    down: bool,
+    /// `host:port/db as user`, for messages.
+    address: String,
 }
 
-impl Outage {
+impl Retry {
+    fn new(name: &str, output: &PostgresOutput) -> Self {
+        let metrics = Arc::new(SinkMetrics::default());
+        let address = output.address();
+        Retry {
+            backoff: Backoff::default(),
+            outage: Outage::new(
+                format!("output {name} (PostgreSQL {address})"),
+                Some(metrics.clone()),
+            ),
+            metrics,
+            address,
+        }
+    }
+
+    /// An attempt failed because the server is away: wait before the next.
     fn wait(&mut self, reason: &str) {
         self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-        if !self.down {
-            self.down = true;
-            tracing::warn!(
-                output = %self.output,
-                server = %self.address,
-                error = %reason,
-                "cannot reach PostgreSQL; the output waits and tries again with backoff"
-            );
-        }
+        self.outage.failed(&reason);
         std::thread::sleep(self.backoff.next());
     }
 
+    /// An attempt succeeded.
     fn over(&mut self) {
         self.backoff.reset();
-        if self.down {
-            self.down = false;
-            tracing::info!(output = %self.output, server = %self.address, "PostgreSQL reached again");
-        }
+        self.outage.succeeded();
     }
 }
 
@@ -124,19 +141,16 @@ impl PostgresSink {
     pub fn new(name: &str, output: PostgresOutput) -> Self {
         PostgresSink {
             name: name.to_string(),
-            outage: Outage {
-                output: name.to_string(),
-                address: output.address(),
-                backoff: Backoff::default(),
-                metrics: Arc::new(SinkMetrics::default()),
-                down: false,
-            },
+            retry: Retry::new(name, &output),
             output,
             started: None,
             pending: Vec::new(),
             pending_rows: 0,
             oldest: None,
             dead_letters: Vec::new(),
+            checkpoints: false,
+            resume: None,
+            committed: Committed::default(),
         }
     }
 
@@ -187,7 +201,7 @@ impl PostgresSink {
                     return self.commit(&batch.slice(half, batch.num_rows() - half));
                 }
                 Err(Failure::BadRow(reason)) => {
-                    self.outage.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    self.retry.metrics.failures.fetch_add(1, Ordering::Relaxed);
                     self.dead_letters.push(DeadLetter {
                         input: self.name.clone(),
                         position: format!("table {}", self.output.table),
@@ -197,7 +211,7 @@ impl PostgresSink {
                     return Ok(());
                 }
                 Err(Failure::Outage(reason)) => {
-                    self.outage.wait(&reason);
+                    self.retry.wait(&reason);
                     retry = true;
                 }
                 Err(Failure::Refused(reason)) => {
@@ -205,19 +219,60 @@ impl PostgresSink {
                         output: self.name.clone(),
                         message: format!(
                             "PostgreSQL ({}) refused rows for table {}: {reason}",
-                            self.outage.address, self.output.table
+                            self.retry.address, self.output.table
                         ),
                     });
                 }
             }
         }
         started.seq = seq;
-        self.outage.over();
-        self.outage
+        self.retry.over();
+        self.retry
             .metrics
             .rows_written
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Creates or checks the table and, when resuming from a checkpoint,
+    /// rolls it back to it (made again, like the rest of `start`, when the
+    /// server is away).
+    fn prepare(
+        &self,
+        client: &mut postgres::Client,
+        schema: &SchemaRef,
+    ) -> Result<(Target, i64), StartError> {
+        let (target, seq) =
+            table::prepare(client, &self.name, &self.output, schema, self.checkpoints)?;
+        let (Some(to), Some((progress, ledger))) = (self.resume, target.ledger()) else {
+            return Ok((target, seq));
+        };
+        let removed = ledger::roll_back(client, progress, ledger, &self.output, to)?;
+        if removed > 0 || seq != to {
+            tracing::info!(
+                output = %self.name,
+                table = %self.output.table,
+                removed,
+                batches = seq - to,
+                "removed the rows written after the checkpoint"
+            );
+        }
+        Ok((target, to))
+    }
+
+    /// Forgets the ledger's batches up to `seq`. Housekeeping: a failure
+    /// (the server away) leaves them for the next checkpoint.
+    fn forget(&self, seq: i64) {
+        let Some(started) = &self.started else { return };
+        let Some((progress, ledger)) = started.target.ledger() else {
+            return;
+        };
+        let forgotten = started.server.get().and_then(|mut c| {
+            ledger::forget(&mut c, progress, ledger, seq).map_err(|e| describe(&e))
+        });
+        if let Err(e) = forgotten {
+            tracing::debug!(output = %self.name, error = %e, "the ledger was not trimmed; next checkpoint");
+        }
     }
 }
 
@@ -226,7 +281,8 @@ impl PostgresSink {
 /// was committed by an attempt whose connection broke during COMMIT
 /// (`retry`), and is not written twice. The lock also waits for such an
 /// attempt's transaction to end, when the server has not noticed yet that
-/// its client is gone.
+/// its client is gone. With a ledger, the transaction records itself as
+/// the batch's.
 fn transaction(
     server: &Server,
     target: &Target,
@@ -263,6 +319,9 @@ fn transaction(
     }
     if let Some(p) = &target.progress {
         tx.execute(&p.update, &[&p.target, &p.output, &seq])?;
+        if let Some(ledger) = &p.ledger {
+            tx.execute(&ledger.record, &[&p.target, &p.output, &seq])?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -279,12 +338,10 @@ impl Sink for PostgresSink {
             let prepared = server
                 .connect()
                 .map_err(StartError::from)
-                .and_then(|mut client| {
-                    table::prepare(&mut client, &self.name, &self.output, schema)
-                });
+                .and_then(|mut client| self.prepare(&mut client, schema));
             match prepared {
                 Ok((target, seq)) => {
-                    self.outage.over();
+                    self.retry.over();
                     self.started = Some(Started {
                         server,
                         target,
@@ -296,18 +353,19 @@ impl Sink for PostgresSink {
                     if Instant::now() >= deadline {
                         return Err(self.error(format!(
                             "cannot reach PostgreSQL at {} ({}) for {} s; is the server running, and are the host and port right?",
-                            self.outage.address,
+                            self.retry.address,
                             describe(&e),
                             START_TIMEOUT.as_secs()
                         )));
                     }
-                    self.outage.wait(&describe(&e));
+                    self.retry.wait(&describe(&e));
                 }
                 Err(StartError::Server(e)) => {
+                    let error = describe(&e);
+                    let hint = certificate_hint(&error, &self.output.tls);
                     return Err(self.error(format!(
-                        "PostgreSQL at {}: {}",
-                        self.outage.address,
-                        describe(&e)
+                        "PostgreSQL at {}: {error}{hint}",
+                        self.retry.address
                     )));
                 }
                 Err(StartError::Refused(message)) => return Err(self.error(message)),
@@ -351,6 +409,38 @@ impl Sink for PostgresSink {
     }
 
     fn metrics(&self) -> Option<Arc<SinkMetrics>> {
-        Some(self.outage.metrics.clone())
+        Some(self.retry.metrics.clone())
+    }
+
+    /// Without a key the ledger is kept from here on (see `ledger.rs`).
+    fn enable_checkpoints(&mut self, _scope: &str) -> Result<(), EngineError> {
+        self.checkpoints = true;
+        Ok(())
+    }
+
+    /// Commits every row; without a key, the state is the number of the
+    /// last batch committed. With a key, replayed rows overwrite their own:
+    /// no state.
+    fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.write_pending()?;
+        match &self.started {
+            Some(started) if started.target.ledger().is_some() => {
+                self.committed.taken(started.seq);
+                Ok(Some(ledger::state(started.seq)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn recover(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        self.resume = Some(ledger::batch_of(state).map_err(|e| self.error(e))?);
+        Ok(())
+    }
+
+    fn committed(&mut self) -> Result<(), EngineError> {
+        if let Some(seq) = self.committed.committed() {
+            self.forget(seq);
+        }
+        Ok(())
     }
 }

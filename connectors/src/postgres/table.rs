@@ -7,6 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use iotql_engine::arrow::datatypes::{DataType, Schema};
 use postgres::types::Type;
 
+use super::ledger::Ledger;
 use super::{PostgresOutput, TableName};
 
 /// The table that records, per output without a key, the number of its
@@ -121,6 +122,9 @@ pub(super) struct Progress {
     pub(super) lock: String,
     /// Sets the number (parameters: target, output, number).
     pub(super) update: String,
+    /// Which transaction committed each batch, when the run takes
+    /// checkpoints (see [`super::ledger`]).
+    pub(super) ledger: Option<Ledger>,
 }
 
 /// Where and how an output writes: ready once the table is checked.
@@ -140,6 +144,15 @@ pub(super) struct Target {
     pub(super) insert: Option<String>,
     /// `None` with a key: upserts need no batch numbers.
     pub(super) progress: Option<Progress>,
+}
+
+impl Target {
+    /// The output's progress row and ledger, when it keeps one (no key,
+    /// a run with checkpoints).
+    pub(super) fn ledger(&self) -> Option<(&Progress, &Ledger)> {
+        let progress = self.progress.as_ref()?;
+        Some((progress, progress.ledger.as_ref()?))
+    }
 }
 
 /// Why an output cannot start.
@@ -162,7 +175,7 @@ pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn qualified(schema: Option<&str>, name: &str) -> String {
+pub(super) fn qualified(schema: Option<&str>, name: &str) -> String {
     match schema {
         Some(s) => format!("{}.{}", quote(s), quote(name)),
         None => quote(name),
@@ -182,13 +195,15 @@ struct Existing {
 
 /// Checks the table of `output` against the output's schema (creating it
 /// when missing, with the key as primary key) and, without a key, readies
-/// the output's progress row; returns the output's target and the number
-/// of its last committed batch.
+/// the output's progress row (and its ledger, when the run takes
+/// `checkpoints`); returns the output's target and the number of its last
+/// committed batch.
 pub(super) fn prepare(
     client: &mut postgres::Client,
     output_name: &str,
     output: &PostgresOutput,
     schema: &Schema,
+    checkpoints: bool,
 ) -> Result<(Target, i64), StartError> {
     let mut columns = output_columns(schema)?;
     let key = key_indexes(&output.key, &columns)?;
@@ -207,7 +222,10 @@ pub(super) fn prepare(
         check_unique(client, existing.0, &output.table, &columns, &key)?;
     }
     let (progress, seq) = if key.is_empty() {
-        let (progress, seq) = progress(client, &output.table, output_name)?;
+        let (mut progress, seq) = progress(client, &output.table, output_name)?;
+        if checkpoints {
+            progress.ledger = Some(Ledger::create(client, &output.table, &table)?);
+        }
         (Some(progress), seq)
     } else {
         (None, 0)
@@ -420,6 +438,7 @@ fn progress(
         output: output.to_string(),
         lock: format!("{read} FOR UPDATE"),
         update: format!("UPDATE {progress} SET seq = $3 WHERE target = $1 AND output = $2"),
+        ledger: None,
     };
     Ok((statements, seq))
 }
