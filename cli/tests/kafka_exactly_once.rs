@@ -380,11 +380,11 @@ fn a_crash_between_a_checkpoints_save_and_its_commit_resumes_from_the_checkpoint
         out.status
     );
     let err = crashed.run_to_end();
+    assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
     assert!(
         err.contains("was not committed; an older checkpoint is used"),
         "the resumed run passes over the uncommitted checkpoint:\n{err}"
     );
-    assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
 }
 
 /// Waits until `path` has at least `n` rows.

@@ -511,6 +511,13 @@ impl Health {
             }
             false
         } else if is_outage(error) {
+            // librdkafka reports "all brokers down" with "(0/1 brokers are
+            // down)" when a new client drops its bootstrap connection for
+            // the broker's own: no broker is down.
+            if reason.contains("(0/") {
+                tracing::debug!("{}: {error} ({reason}): not an outage", self.what);
+                return false;
+            }
             if let Ok(mut outage) = self.outage.lock() {
                 outage.failed(&format!("{error} ({reason})"));
             }
@@ -572,6 +579,9 @@ mod tests {
         let output =
             KafkaOutput::from_uri("h:9/alerts?key=device_id&compression.type=zstd").expect("uri");
         assert_eq!(output.key.as_deref(), Some("device_id"));
+        assert_eq!(output.commit_topic, DEFAULT_COMMIT_TOPIC);
+        let ctl = KafkaOutput::from_uri("h:9/alerts?commit_topic=ctl").expect("uri");
+        assert_eq!(ctl.commit_topic, "ctl");
         assert_eq!(
             output.settings.get("compression.type").map(String::as_str),
             Some("zstd")

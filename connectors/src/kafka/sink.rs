@@ -141,6 +141,8 @@ impl std::fmt::Debug for KafkaSink {
 const FLUSH_REPORT: Duration = Duration::from_secs(30);
 /// How often a transactional output's waits look for an outage.
 const LOOK: Duration = Duration::from_millis(200);
+/// How long the events queued during an outage are served once it is over.
+const DRAIN: Duration = Duration::from_millis(100);
 /// How long one transactional request (init, commit, abort) may take
 /// before it is tried again.
 const TXN_REQUEST: Duration = Duration::from_secs(10);
@@ -251,6 +253,10 @@ impl KafkaSink {
         loop {
             match request(producer) {
                 Ok(()) => {
+                    // Failures reported while waiting belong to the outage
+                    // that just ended: all served (a poll serves events
+                    // until its time is up) before it is declared over.
+                    producer.poll(DRAIN);
                     self.health.working();
                     return Ok(true);
                 }

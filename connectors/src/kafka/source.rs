@@ -856,4 +856,17 @@ mod tests {
             assert_eq!(decode_position(encode(t, p, o)), (t, p, o));
         }
     }
+
+    #[test]
+    fn resume_positions_round_trip_by_topic_name() {
+        let mut positions = BTreeMap::new();
+        positions.insert(("readings".to_string(), 0), 17);
+        positions.insert(("readings".to_string(), 2), 1 << 40);
+        positions.insert(("états".to_string(), 1), 0);
+        let bytes = encode_resume(&positions);
+        assert_eq!(decode_resume(&bytes), Ok(positions));
+        assert_eq!(decode_resume(RESUME_TAG), Ok(BTreeMap::new()));
+        assert!(decode_resume(&bytes[..bytes.len() - 3]).is_err());
+        assert!(decode_resume(b"file position").is_err());
+    }
 }
