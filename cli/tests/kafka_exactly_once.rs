@@ -287,31 +287,30 @@ impl Random {
     }
 }
 
+/// A broker with `events` readings (and closers) in topic `readings`, the
+/// job run over it uninterrupted (to topic `expected`), and the job to
+/// crash (to topic `crashed`), in a folder of the test's own.
+fn uninterrupted_and_crashed(events: usize) -> (Broker, tempfile::TempDir, Job, Job) {
+    let broker = Broker::start();
+    for topic in ["readings", "expected", "crashed"] {
+        broker.create_topic(topic, 3);
+    }
+    let mut messages = readings(0, events);
+    messages.extend(closers());
+    broker.produce_to("readings", &messages, Some(3));
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str| Job::new(&broker, dir.path(), name, "readings", name, true);
+    let (expected, crashed) = (job("expected"), job("crashed"));
+    expected.run_to_end();
+    (broker, dir, expected, crashed)
+}
+
 const EVENTS: usize = 50_000;
 
 #[test]
 fn killed_at_random_moments_and_restarted_the_csv_and_the_committed_topic_equal_an_uninterrupted_run()
  {
-    let broker = Broker::start();
-    broker.create_topic("readings", 3);
-    broker.create_topic("expected", 3);
-    broker.create_topic("crashed", 3);
-    let mut messages = readings(0, EVENTS);
-    messages.extend(closers());
-    broker.produce_to("readings", &messages, Some(3));
-    let dir = tempfile::tempdir().unwrap();
-
-    let expected = Job::new(
-        &broker,
-        dir.path(),
-        "expected",
-        "readings",
-        "expected",
-        true,
-    );
-    expected.run_to_end();
-
-    let crashed = Job::new(&broker, dir.path(), "crashed", "readings", "crashed", true);
+    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(EVENTS);
     let mut random = Random::new();
     let mut kills = 0;
     let mut ended = false;
@@ -347,25 +346,7 @@ fn killed_at_random_moments_and_restarted_the_csv_and_the_committed_topic_equal_
 
 #[test]
 fn a_crash_between_a_checkpoints_save_and_its_commit_resumes_from_the_checkpoint_before() {
-    let broker = Broker::start();
-    broker.create_topic("readings", 3);
-    broker.create_topic("expected", 3);
-    broker.create_topic("crashed", 3);
-    let mut messages = readings(0, EVENTS / 5);
-    messages.extend(closers());
-    broker.produce_to("readings", &messages, Some(3));
-    let dir = tempfile::tempdir().unwrap();
-    let expected = Job::new(
-        &broker,
-        dir.path(),
-        "expected",
-        "readings",
-        "expected",
-        true,
-    );
-    expected.run_to_end();
-
-    let crashed = Job::new(&broker, dir.path(), "crashed", "readings", "crashed", true);
+    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(EVENTS / 5);
     // The first commit of a transaction with rows aborts the process, its
     // checkpoint saved: the checkpoint counts rows that were never committed.
     let out = crashed
