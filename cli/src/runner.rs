@@ -727,7 +727,20 @@ impl Pump<'_> {
             && c.disabled.is_none()
         {
             match batch.resume.take() {
-                Some(position) => c.positions[i] = Some(position),
+                Some(position) => {
+                    // An input that tells where it starts before its first
+                    // event (a Kafka input: its partitions' offsets) gets a
+                    // checkpoint at once: one taken before it would make a
+                    // resumed run start from the consumer group's offsets,
+                    // which this run moves on.
+                    if c.positions[i].is_none()
+                        && batch.batch.is_none()
+                        && batch.dead_letters.is_empty()
+                    {
+                        c.requested.store(true, Ordering::SeqCst);
+                    }
+                    c.positions[i] = Some(position);
+                }
                 None if batch.batch.is_some() || !batch.dead_letters.is_empty() => {
                     let why = format!(
                         "input `{}` cannot resume from a position (stdin, or a source without checkpoints)",

@@ -1,0 +1,258 @@
+//! Helpers shared by the tests that run `iotql` against a Kafka-protocol
+//! broker (`kafka.rs`, `kafka_exactly_once.rs`): a broker of the test's own
+//! (started and stopped by `scripts/kafka-up` / `kafka-down`), producing to
+//! it, running the binary and waiting for a condition.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A broker of this test, stopped (and its data removed) when dropped.
+pub struct Broker {
+    pub kind: String,
+    pub port: u16,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let kind = std::env::var("IOTQL_KAFKA_BROKER").unwrap_or_else(|_| "noida".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let broker = Broker { kind, port };
+        broker.up(false);
+        broker
+    }
+
+    pub fn script(&self, args: &[&str]) {
+        let name = args[0];
+        let out = Command::new("bash")
+            .args(args.iter().map(|a| {
+                if *a == name {
+                    repo().join("scripts").join(a).display().to_string()
+                } else {
+                    a.to_string()
+                }
+            }))
+            .env("IOTQL_KAFKA_PORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn up(&self, resume: bool) {
+        let mut args = vec!["kafka-up", self.kind.as_str()];
+        if resume {
+            args.push("--resume");
+        }
+        self.script(&args);
+    }
+
+    /// Stops the broker, keeping its data for [`Broker::up`] with `resume`.
+    pub fn down_keeping_data(&self) {
+        self.script(&["kafka-down", "--keep"]);
+    }
+
+    /// Whether the broker keeps its topics and offsets over a restart
+    /// (noida does; Tansu here runs on memory storage, so a restart is a
+    /// new, empty broker).
+    pub fn keeps_data(&self) -> bool {
+        self.kind == "noida"
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .create()
+            .unwrap();
+        let results = futures_executor::block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// Produces `(key, payload)` messages and waits for their acknowledgement.
+    pub fn produce(&self, topic: &str, messages: &[(Option<String>, Vec<u8>)]) {
+        self.produce_to(topic, messages, None);
+    }
+
+    /// Produces messages; with `partitions`, each key goes to the partition
+    /// of its rank among the keys (so that every partition gets some).
+    pub fn produce_to(
+        &self,
+        topic: &str,
+        messages: &[(Option<String>, Vec<u8>)],
+        partitions: Option<i32>,
+    ) {
+        let keys: Vec<&String> = messages
+            .iter()
+            .filter_map(|(k, _)| k.as_ref())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("message.max.bytes", "2000000")
+            .create()
+            .unwrap();
+        for (key, payload) in messages {
+            let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload.as_slice());
+            if let Some(k) = key {
+                record = record.key(k.as_str());
+                if let (Some(n), Some(rank)) = (partitions, keys.iter().position(|x| *x == k)) {
+                    record = record.partition(rank as i32 % n);
+                }
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/kafka-down"))
+            .env("IOTQL_KAFKA_PORT", self.port.to_string())
+            .output();
+    }
+}
+
+pub fn iotql(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iotql"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+pub fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    err
+}
+
+/// The lines of a file after its header, sorted.
+pub fn rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut rows: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// The bundled sample readings as JSON messages keyed by device.
+pub fn sample_messages() -> Vec<(Option<String>, Vec<u8>)> {
+    let text = std::fs::read_to_string(repo().join("queries/data/readings.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let fields: Vec<String> = header
+                .iter()
+                .zip(&cells)
+                .map(|(name, value)| match value.parse::<f64>() {
+                    Ok(_) => format!("\"{name}\":{value}"),
+                    Err(_) => format!("\"{name}\":\"{value}\""),
+                })
+                .collect();
+            (
+                Some(cells[0].to_string()),
+                format!("{{{}}}", fields.join(",")).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// A running `iotql run`, its stderr collected.
+pub struct Running {
+    pub child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iotql"))
+            .args(args)
+            .current_dir(repo())
+            .env("IOTQL_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = collected.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Running { child, stderr }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Ctrl+C, and the exit status.
+    pub fn interrupt(mut self) -> String {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        // Let the stderr reader take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(status.code(), Some(0), "{}", self.stderr());
+        self.stderr()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done` holds, or fails after `limit` with `what`.
+pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,468 @@
+#![allow(clippy::unwrap_used)]
+//! Exactly once through Kafka across crashes and a broker outage
+//! (docs/reliability.md, "Kafka"): a windowed job reading a Kafka topic
+//! from its checkpoints' positions and writing a CSV file and a Kafka topic
+//! in transactions is SIGKILLed at random moments, crashed between a
+//! checkpoint's save and its transaction's commit, and run through a
+//! broker outage; each time, the CSV file and the output topic read
+//! `read_committed` equal those of an uninterrupted run.
+//!
+//! Each test starts its own broker (noida: transactions and
+//! `read_committed`) on a free port.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Broker, Running, ok, rows, wait_for};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// Per device and minute: the readings and their sum, to a CSV file and a
+/// Kafka topic keyed by device.
+const JOB: &str = "\
+SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, SUM(v) AS total
+INTO csv_out FROM readings TIMESTAMP BY ts
+GROUP BY device_id, TumblingWindow(minute, 1);
+
+SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, SUM(v) AS total
+INTO kafka_out FROM readings TIMESTAMP BY ts
+GROUP BY device_id, TumblingWindow(minute, 1);
+";
+
+const DEVICES: usize = 50;
+
+/// `count` readings of `DEVICES` devices, each device's in time order
+/// (one every 7 s), keyed by device; from reading `first` on.
+fn readings(first: usize, count: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    (first..first + count)
+        .map(|i| {
+            let device = format!("dev-{:03}", i % DEVICES);
+            let seconds = (i / DEVICES) * 7;
+            let ts = format!(
+                "2026-01-01T{:02}:{:02}:{:02}Z",
+                seconds / 3600,
+                seconds / 60 % 60,
+                seconds % 60
+            );
+            let payload = format!(r#"{{"device_id":"{device}","ts":"{ts}","v":{}}}"#, i % 97);
+            (Some(device), payload.into_bytes())
+        })
+        .collect()
+}
+
+/// A reading per device a day later, which closes every earlier window.
+fn closers() -> Vec<(Option<String>, Vec<u8>)> {
+    (0..DEVICES)
+        .map(|d| {
+            let device = format!("dev-{d:03}");
+            let payload =
+                format!(r#"{{"device_id":"{device}","ts":"2026-01-02T12:00:00Z","v":0}}"#);
+            (Some(device), payload.into_bytes())
+        })
+        .collect()
+}
+
+/// One run of the job: its state folder, input and outputs.
+struct Job {
+    job: String,
+    state: PathBuf,
+    csv: PathBuf,
+    input: String,
+    output: String,
+}
+
+impl Job {
+    /// The job over topic `topic` of `broker`, its rows to `csv` and to
+    /// topic `out`, its state in `dir`/`name`.
+    fn new(
+        broker: &Broker,
+        dir: &Path,
+        name: &str,
+        topic: &str,
+        out: &str,
+        until_end: bool,
+    ) -> Job {
+        let job = dir.join("job.asaql");
+        std::fs::write(&job, JOB).unwrap();
+        let until = if until_end { "&until=end" } else { "" };
+        Job {
+            job: job.display().to_string(),
+            state: dir.join(format!("{name}.state")),
+            csv: dir.join(format!("{name}.csv")),
+            input: format!(
+                // A static member: a restarted run takes the killed one's
+                // place at once (noida never evicts a member that died).
+                // Small fetches: the partitions are read side by side, so
+                // windows close (and rows are written) all along the run.
+                "readings=kafka://{}/{topic}?group_id={name}&group.instance.id={name}&start=earliest&session.timeout.ms=6000&max.partition.fetch.bytes=4096{until}",
+                broker.address()
+            ),
+            output: format!("kafka_out=kafka://{}/{out}?key=device_id", broker.address()),
+        }
+    }
+
+    fn args(&self, interval: &str) -> Vec<String> {
+        [
+            "run",
+            &self.job,
+            "--late-arrival",
+            "3650d",
+            "--checkpoint-interval",
+            interval,
+            // Small batches: checkpoints (taken between batches) come often.
+            "--batch-size",
+            "100",
+            "--state-dir",
+            &self.state.display().to_string(),
+            "--input",
+            &self.input,
+            "--output",
+            &format!("csv_out=csv:{}", self.csv.display()),
+            "--output",
+            &self.output,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn command(&self, interval: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_iotql"));
+        c.args(self.args(interval))
+            .current_dir(common::repo())
+            .env("IOTQL_LOG", "info");
+        c
+    }
+
+    /// Runs the job to the end of its input; its stderr.
+    fn run_to_end(&self) -> String {
+        ok(&self.command("1s").output().unwrap())
+    }
+
+    fn start(&self, interval: &str) -> Running {
+        let args = self.args(interval);
+        Running::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The newest checkpoint's number in the state folder (0: none).
+    fn newest_checkpoint(&self) -> u64 {
+        fn walk(dir: &Path, newest: &mut u64) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, newest);
+                } else if let Some(n) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("chk-")?.strip_suffix(".iotql"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    *newest = (*newest).max(n);
+                }
+            }
+        }
+        let mut newest = 0;
+        walk(&self.state, &mut newest);
+        newest
+    }
+}
+
+/// The messages of every partition of `topic` as a `read_committed`
+/// consumer sees them: per key, the payloads in partition order.
+fn committed_rows(broker: &Broker, topic: &str) -> BTreeMap<String, Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", "exactly-once-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in 0..partitions {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "reading {topic}/{p} did not end"
+            );
+            match consumer.poll(Duration::from_secs(1)) {
+                None => {}
+                Some(Ok(m)) => by_key
+                    .entry(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+                    .or_default()
+                    .push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()),
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => panic!("reading {topic}/{p}: {e}"),
+            }
+        }
+    }
+    by_key
+}
+
+/// The rows of a CSV file as a sorted list (a multiset), for comparison.
+fn csv_rows(path: &Path) -> Vec<String> {
+    rows(path)
+}
+
+/// Asserts that `got` has every row of `expected` once: the CSV files as
+/// multisets, the topics per key in the same order.
+fn assert_same(broker: &Broker, expected: (&Job, &str), got: (&Job, &str)) {
+    let (want_csv, got_csv) = (csv_rows(&expected.0.csv), csv_rows(&got.0.csv));
+    assert!(
+        want_csv.len() > 1000,
+        "the uninterrupted run has {} rows",
+        want_csv.len()
+    );
+    if got_csv != want_csv {
+        let missing = want_csv.iter().filter(|r| !got_csv.contains(r)).count();
+        panic!(
+            "the CSV file differs: {} rows, {} expected, {missing} missing",
+            got_csv.len(),
+            want_csv.len()
+        );
+    }
+    let (want, have) = (
+        committed_rows(broker, expected.1),
+        committed_rows(broker, got.1),
+    );
+    let count = |m: &BTreeMap<String, Vec<String>>| m.values().map(Vec::len).sum::<usize>();
+    assert_eq!(
+        count(&want),
+        want_csv.len(),
+        "the uninterrupted run's topic"
+    );
+    for (key, rows) in &want {
+        let other = have.get(key).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            other == rows.as_slice(),
+            "key {key}: {} rows read committed, {} expected (doubled or lost)",
+            other.len(),
+            rows.len()
+        );
+    }
+    assert_eq!(count(&have), count(&want), "rows of other keys");
+}
+
+/// A small random number generator, seeded from the clock (the seed is
+/// printed, so that a failure can be replayed with IOTQL_TEST_SEED).
+struct Random(u64);
+
+impl Random {
+    fn new() -> Random {
+        let seed = std::env::var("IOTQL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("IOTQL_TEST_SEED={seed}");
+        Random(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// A broker with `events` readings (and closers) in topic `readings`, the
+/// job run over it uninterrupted (to topic `expected`), and the job to
+/// crash (to topic `crashed`), in a folder of the test's own.
+fn uninterrupted_and_crashed(events: usize) -> (Broker, tempfile::TempDir, Job, Job) {
+    let broker = Broker::start();
+    for topic in ["readings", "expected", "crashed"] {
+        broker.create_topic(topic, 3);
+    }
+    let mut messages = readings(0, events);
+    messages.extend(closers());
+    broker.produce_to("readings", &messages, Some(3));
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str| Job::new(&broker, dir.path(), name, "readings", name, true);
+    let (expected, crashed) = (job("expected"), job("crashed"));
+    expected.run_to_end();
+    (broker, dir, expected, crashed)
+}
+
+const EVENTS: usize = 50_000;
+
+#[test]
+fn killed_at_random_moments_and_restarted_the_csv_and_the_committed_topic_equal_an_uninterrupted_run()
+ {
+    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(EVENTS);
+    let mut random = Random::new();
+    let mut kills = 0;
+    let mut ended = false;
+    while kills < 6 && !ended {
+        let before = crashed.newest_checkpoint();
+        let mut run = crashed.start("200ms");
+        // Progress: a checkpoint of this run; then a kill soon after, in
+        // a batch, a write, a checkpoint or a commit.
+        let started = Instant::now();
+        while crashed.newest_checkpoint() <= before && run.child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no checkpoint:\n{}",
+                run.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(random.below(250)));
+        ended = run.child.try_wait().unwrap().is_some();
+        if !ended {
+            run.child.kill().unwrap();
+            run.child.wait().unwrap();
+            kills += 1;
+        }
+    }
+    assert!(
+        kills >= 6,
+        "the job ended after {kills} kills: give it more events"
+    );
+    crashed.run_to_end();
+    assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
+}
+
+#[test]
+fn a_crash_between_a_checkpoints_save_and_its_commit_resumes_from_the_checkpoint_before() {
+    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(EVENTS / 5);
+    // The first commit of a transaction with rows aborts the process, its
+    // checkpoint saved: the checkpoint counts rows that were never committed.
+    let out = crashed
+        .command("200ms")
+        .env("IOTQL_TEST_CRASH_BEFORE_COMMIT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("IOTQL_TEST_CRASH_BEFORE_COMMIT: aborting"),
+        "the run was to crash before a commit (exit {:?}):\n{err}",
+        out.status
+    );
+    let err = crashed.run_to_end();
+    assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
+    assert!(
+        err.contains("was not committed; an older checkpoint is used"),
+        "the resumed run passes over the uncommitted checkpoint:\n{err}"
+    );
+}
+
+/// Waits until `path` has at least `n` rows.
+fn wait_for_rows(path: &Path, n: usize, run: &Running) {
+    let started = Instant::now();
+    while rows(path).len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {n} rows in {} ({} now); the job says:\n{}",
+            path.display(),
+            rows(path).len(),
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_broker_outage_is_waited_out_logged_once_and_loses_or_doubles_nothing() {
+    let outage = Duration::from_secs(
+        std::env::var("IOTQL_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+    );
+    let broker = Broker::start();
+    broker.create_topic("readings", 3);
+    broker.create_topic("expected", 3);
+    broker.create_topic("live", 3);
+    let first = readings(0, 6000);
+    let second = readings(6000, 6000);
+    let dir = tempfile::tempdir().unwrap();
+
+    let live = Job::new(&broker, dir.path(), "live", "readings", "live", false);
+    let run = live.start("1s");
+    wait_for(Duration::from_secs(60), "the partitions", || {
+        run.stderr().contains("assigned [(")
+    });
+    broker.produce_to("readings", &first, Some(3));
+    // Windows of the first part are out (the last minute of each device
+    // stays open).
+    wait_for_rows(&live.csv, 400, &run);
+    broker.down_keeping_data();
+    std::thread::sleep(outage);
+    broker.up(true);
+    broker.produce_to("readings", &second, Some(3));
+    broker.produce_to("readings", &closers(), Some(3));
+
+    // The same readings read to the end by an uninterrupted run: its rows
+    // but those of the closing readings' windows, which stay open live.
+    let expected = Job::new(
+        &broker,
+        dir.path(),
+        "expected",
+        "readings",
+        "expected",
+        true,
+    );
+    expected.run_to_end();
+    let closing = |r: &String| r.contains("2026-01-02T12:");
+    let want = rows(&expected.csv)
+        .into_iter()
+        .filter(|r| !closing(r))
+        .count();
+    wait_for_rows(&live.csv, want, &run);
+    // A checkpoint commits the last transaction, then Ctrl+C.
+    let err = run.interrupt();
+
+    assert_eq!(
+        err.matches("output `kafka_out` (the Kafka brokers) is unreachable")
+            .count(),
+        1,
+        "the output's outage is logged once:\n{err}"
+    );
+    let summary = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("output kafka_out"))
+        .unwrap_or_default();
+    assert!(summary.contains("outages: 1"), "{summary}\n{err}");
+
+    let got = rows(&live.csv);
+    let want_rows: Vec<String> = rows(&expected.csv)
+        .into_iter()
+        .filter(|r| !closing(r))
+        .collect();
+    assert_eq!(got, want_rows, "the CSV output");
+    let want = committed_rows(&broker, "expected");
+    let have = committed_rows(&broker, "live");
+    for (key, rows) in &want {
+        let rows: Vec<&String> = rows
+            .iter()
+            .filter(|r| !r.contains("2026-01-02T12:"))
+            .collect();
+        let other: Vec<&String> = have
+            .get(key)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        assert_eq!(other, rows, "key {key} read committed (lost or doubled)");
+    }
+}
