@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -567,8 +567,8 @@ fn run_secured(job: &str) -> Output {
 /// SASL/PLAIN through noida (which takes any PLAIN login: the password is
 /// sent, not checked), a SCRAM login it refuses, and TLS to its plaintext
 /// port: a refusal stops the job (exit 3) with the broker's reason and no
-/// secret. Neither test broker checks a password or serves TLS (see
-/// docs/kafka.md); the option mapping is unit-tested in connectors.
+/// secret. Neither test broker checks a password (see docs/kafka.md); the
+/// option mapping is unit-tested in connectors. TLS for real: the next test.
 #[test]
 fn sasl_logins_reach_the_broker_and_a_refused_login_or_handshake_stops_the_job() {
     let broker = Broker::start();
@@ -629,4 +629,79 @@ fn sasl_logins_reach_the_broker_and_a_refused_login_or_handshake_stops_the_job()
         assert!(!err.contains(SECRET), "the secret leaked:\n{err}");
         assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
     }
+}
+
+/// An authority of its own (not the broker's), for a refused handshake.
+fn other_authority(dir: &Path) -> PathBuf {
+    let (key, cert) = (dir.join("other.key"), dir.join("other.crt"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=iotql test CA"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cert
+}
+
+/// TLS for real: a broker reached only through a TLS listener (Tansu behind
+/// scripts/tls-proxy, with a certificate for 127.0.0.1 signed by an
+/// authority made for the test). A job with `ssl_ca` naming that authority
+/// reads and writes over TLS and gives the rows of the job over the file;
+/// with another authority of the same name the handshake is refused and the
+/// job stops (exit 3) saying so.
+#[test]
+fn a_tls_broker_is_reached_with_its_authority_and_refused_with_another() {
+    let broker = Broker::start_tls();
+    let ca = broker.tls_ca.clone().unwrap();
+    broker.create_topic("secured", 1);
+    broker.produce("secured", &sample_messages());
+    let dir = tempfile::tempdir().unwrap();
+    let job = |ca: &Path| {
+        let tls = format!("security_protocol = 'ssl', ssl_ca = '{}'", ca.display());
+        let address = broker.address();
+        format!(
+            "CREATE INPUT readings WITH (connector = 'kafka', brokers = '{address}', topic = 'secured',
+    start = 'earliest', until = 'end', {tls});
+CREATE OUTPUT out WITH (connector = 'kafka', brokers = '{address}', topic = 'copied', {tls});
+{COPY_JOB}"
+        )
+    };
+    let copy = write_job(dir.path(), "tls.asaql", &job(&ca));
+    ok(&iotql(&["run", &copy, "-q", "--late-arrival", "3650d"]));
+    let via_tls = run_to_end(
+        &write_job(dir.path(), "read.asaql", COPY_JOB),
+        &format!(
+            "readings=kafka://{}/copied?start=earliest&until=end&security_protocol=ssl&ssl_ca={}",
+            broker.address(),
+            ca.display()
+        ),
+        &dir.path().join("copied.csv"),
+    );
+    let from_file = run_to_end(
+        &write_job(dir.path(), "file.asaql", COPY_JOB),
+        "readings=csv:queries/data/readings.csv",
+        &dir.path().join("file.csv"),
+    );
+    assert_eq!(via_tls.len(), sample_messages().len());
+    assert_eq!(via_tls, from_file);
+
+    let other = other_authority(dir.path());
+    let refused = write_job(dir.path(), "refused.asaql", &job(&other));
+    let out = iotql(&["run", &refused, "-q", "--late-arrival", "3650d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refused the connection") && err.contains("certificate verify failed"),
+        "{err}"
+    );
 }

@@ -21,23 +21,70 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A broker of this test, stopped (and its data removed) when dropped.
 pub struct Broker {
     pub kind: String,
     pub port: u16,
+    /// Reached over TLS only: the authority that signed its certificate.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let kind = std::env::var("IOTQL_KAFKA_BROKER").unwrap_or_else(|_| "noida".into());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let broker = Broker { kind, port };
+        let broker = Broker {
+            kind,
+            port: free_port(),
+            tls_ca: None,
+        };
         broker.up(false);
         broker
+    }
+
+    /// A Tansu broker reached over TLS only (`scripts/kafka-up tansu
+    /// --tls`: behind a TLS-terminating proxy, with an authority of its own).
+    pub fn start_tls() -> Broker {
+        let mut broker = Broker {
+            kind: "tansu".into(),
+            port: free_port(),
+            tls_ca: None,
+        };
+        broker.script(&["kafka-up", "tansu", "--tls"]);
+        let state = std::env::var("IOTQL_KAFKA_STATE").map_or_else(
+            |_| {
+                let cache = std::env::var("XDG_CACHE_HOME").map_or_else(
+                    |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"),
+                    PathBuf::from,
+                );
+                cache.join("iotql-kafka")
+            },
+            PathBuf::from,
+        );
+        let ca = state.join(format!("run-{}", broker.port)).join("ca.crt");
+        assert!(ca.exists(), "no {}", ca.display());
+        broker.tls_ca = Some(ca);
+        broker
+    }
+
+    /// A client configuration for this broker (TLS when it takes only that).
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.address());
+        if let Some(ca) = &self.tls_ca {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", ca.display().to_string());
+        }
+        config
     }
 
     pub fn script(&self, args: &[&str]) {
@@ -86,10 +133,7 @@ impl Broker {
     }
 
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.address())
-            .create()
-            .unwrap();
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let results = futures_executor::block_on(admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -119,8 +163,8 @@ impl Broker {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.address())
+        let producer: BaseProducer = self
+            .client()
             .set("message.max.bytes", "2000000")
             .create()
             .unwrap();
