@@ -38,7 +38,6 @@ use ureq::http::{HeaderName, HeaderValue, Uri};
 use crate::backoff::Backoff;
 
 pub use log::LogOutput;
-pub use sink::AlertSink;
 pub use slack::SlackOutput;
 pub use webhook::{BatchMode, WebhookOutput};
 

@@ -162,9 +162,14 @@ impl Outbox {
             self.last += 1;
             queue.alerts.push_back((self.last, alert));
         }
-        let excess = queue.alerts.len().saturating_sub(self.limit);
+        // The alerts of an attempt in progress stay: the attempt settles them.
+        let from = queue.in_flight;
+        let excess = queue
+            .alerts
+            .len()
+            .saturating_sub(self.limit)
+            .min(queue.alerts.len() - from);
         if excess > 0 {
-            let from = queue.in_flight.min(queue.alerts.len() - excess);
             let given_up: Vec<Alert> = queue
                 .alerts
                 .drain(from..from + excess)
@@ -214,6 +219,7 @@ impl Outbox {
         queue.deliverable = self.last;
         if !queue.alerts.is_empty() {
             tracing::info!(
+                output = %self.shared.output,
                 "{}: {} alerts of the checkpoint not confirmed delivered are delivered again",
                 self.what,
                 queue.alerts.len()
@@ -251,6 +257,7 @@ impl Outbox {
         }
         let left: Vec<Alert> = queue.alerts.drain(..).map(|(_, a)| a).collect();
         tracing::warn!(
+            output = %self.shared.output,
             "{}: {} alerts not delivered within drain_timeout = {:?} at the end of the run go to the dead-letter output",
             self.what,
             left.len(),
@@ -274,6 +281,7 @@ impl Outbox {
         let queue = self.shared.lock();
         if !queue.alerts.is_empty() {
             tracing::info!(
+                output = %self.shared.output,
                 "{}: {} alerts wait in the checkpoint for the next run",
                 self.what,
                 queue.alerts.len()
@@ -287,7 +295,7 @@ impl Outbox {
         if let Some(worker) = self.worker.take()
             && worker.join().is_err()
         {
-            tracing::error!("{}: the outbox thread panicked (a bug)", self.what);
+            tracing::error!(output = %self.shared.output, "{}: the outbox thread panicked (a bug)", self.what);
         }
     }
 
@@ -395,7 +403,7 @@ impl Worker {
     /// returns the delay before the next attempt after a failure.
     fn settle(&mut self, n: usize, outcome: Outcome) -> Option<Duration> {
         let mut queue = self.shared.lock();
-        queue.in_flight = 0;
+        let n = std::mem::take(&mut queue.in_flight).min(n);
         let settled = match outcome {
             Outcome::Delivered => {
                 self.outage.succeeded();
@@ -432,7 +440,7 @@ impl Worker {
                 for (_, alert) in queue.alerts.iter_mut().take(n) {
                     alert.attempts = alert.attempts.saturating_add(1);
                 }
-                tracing::debug!("{}: {reason}; retrying", self.destination.what());
+                tracing::debug!(output = %self.shared.output, "{}: {reason}; retrying", self.destination.what());
                 queue.failing = Some(reason);
                 Some(retry_after.unwrap_or_else(|| self.backoff.next()))
             }
@@ -568,5 +576,17 @@ mod tests {
             decode(&state).unwrap(),
             (2..5).map(alert).collect::<Vec<_>>()
         );
+
+        // The alerts of an attempt in progress stay; the next oldest go.
+        outbox.shared.lock().in_flight = 2;
+        outbox.push(vec![alert(5), alert(6)]);
+        let kept: Vec<u8> = outbox
+            .shared
+            .lock()
+            .alerts
+            .iter()
+            .map(|(_, a)| a.key[0])
+            .collect();
+        assert_eq!(kept, vec![2, 3, 6]);
     }
 }

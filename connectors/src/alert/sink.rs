@@ -30,7 +30,7 @@ pub(crate) enum Body {
 
 /// Writes an alert output's rows. See the module documentation.
 #[derive(Debug)]
-pub struct AlertSink {
+pub(crate) struct AlertSink {
     name: String,
     body: Body,
     keys: KeyMaker,
@@ -128,6 +128,25 @@ impl AlertSink {
             }
         });
         Ok(alerts.collect())
+    }
+
+    /// The rows' alerts to the outbox, or delivered now.
+    fn write_times(
+        &mut self,
+        batch: &RecordBatch,
+        times: Option<&[i64]>,
+    ) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let alerts = self.alerts(batch, times)?;
+        match &mut self.outbox {
+            Some(outbox) => {
+                outbox.push(alerts);
+                Ok(())
+            }
+            None => self.deliver_now(alerts),
+        }
     }
 
     /// Delivers or holds alerts as the rows come (no checkpoints).
@@ -390,26 +409,6 @@ impl Sink for AlertSink {
             None => Err(EngineError::Internal(
                 "an alert output recovered without checkpoints enabled".into(),
             )),
-        }
-    }
-}
-
-impl AlertSink {
-    fn write_times(
-        &mut self,
-        batch: &RecordBatch,
-        times: Option<&[i64]>,
-    ) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let alerts = self.alerts(batch, times)?;
-        match &mut self.outbox {
-            Some(outbox) => {
-                outbox.push(alerts);
-                Ok(())
-            }
-            None => self.deliver_now(alerts),
         }
     }
 }
