@@ -889,7 +889,14 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
         p.commit_done()?;
         p.checkpoint()?;
         outcome.held = p.dataflow.held_since().is_some();
-        p.dataflow.stop().map_err(|e| e.to_string())?;
+        // Outputs leave what they hold for checkpoints (the alert outbox)
+        // to the next run only when that run resumes from this checkpoint.
+        if resumable {
+            p.dataflow.stop_at_checkpoint()
+        } else {
+            p.dataflow.stop()
+        }
+        .map_err(|e| e.to_string())?;
         p.drain_dead()?;
     } else {
         p.dataflow.finish().map_err(|e| e.to_string())?;

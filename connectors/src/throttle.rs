@@ -291,6 +291,10 @@ impl Sink for ThrottledSink {
         self.inner.finish()
     }
 
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.inner.stop()
+    }
+
     fn tick(&mut self) -> Result<(), EngineError> {
         self.inner.tick()
     }

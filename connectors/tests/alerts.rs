@@ -65,8 +65,20 @@ impl Receiver {
         self.received.lock().unwrap().clone()
     }
 
-    /// The bodies of the requests answered with 2xx, as JSON.
+    /// The bodies of the requests answered with 2xx, as JSON, without
+    /// their alerts' idempotency keys (checked, then taken out).
     fn delivered(&self) -> Vec<Value> {
+        self.delivered_with_keys()
+            .into_iter()
+            .map(|mut v| {
+                without_key(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    /// The bodies of the requests answered with 2xx, as JSON.
+    fn delivered_with_keys(&self) -> Vec<Value> {
         self.received()
             .iter()
             .filter(|r| r.status.is_some_and(|s| (200..300).contains(&s)))
@@ -78,6 +90,26 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.server.unblock();
+    }
+}
+
+/// Takes the `idempotency_key` out of an alert (or each alert of an
+/// array), checking that it is there: 32 hex digits.
+fn without_key(alert: &mut Value) -> String {
+    match alert {
+        Value::Array(alerts) => alerts.iter_mut().map(without_key).collect(),
+        Value::Object(fields) => {
+            let key = fields
+                .shift_remove("idempotency_key")
+                .and_then(|k| k.as_str().map(String::from))
+                .unwrap_or_else(|| panic!("no idempotency_key in {fields:?}"));
+            assert!(
+                key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{key}"
+            );
+            key
+        }
+        other => panic!("not an alert: {other}"),
     }
 }
 
@@ -294,19 +326,13 @@ fn a_refusal_and_exhausted_retries_become_dead_letters_and_the_job_goes_on() {
         letters[0].reason,
         format!("webhook {url}: HTTP 400 Bad Request: \"unknown field\" (refused: not retried)")
     );
-    assert_eq!(
-        serde_json::from_str::<Value>(&letters[0].raw).unwrap(),
-        alert_json(1)
-    );
+    assert_eq!(raw_alert(&letters[0].raw), alert_json(1));
     assert_eq!(letters[1].position, "row 2");
     assert_eq!(
         letters[1].reason,
         format!("webhook {url}: HTTP 503 Service Unavailable after 3 attempts")
     );
-    assert_eq!(
-        serde_json::from_str::<Value>(&letters[1].raw).unwrap(),
-        alert_json(2)
-    );
+    assert_eq!(raw_alert(&letters[1].raw), alert_json(2));
     assert!(sink.take_dead_letters().is_empty(), "taken once");
 }
 
@@ -360,6 +386,13 @@ fn a_receiver_that_is_not_there_is_retried_then_dead_lettered() {
     );
 }
 
+/// A dead letter's `raw`: the alert's row, its key checked and taken out.
+fn raw_alert(raw: &str) -> Value {
+    let mut alert = serde_json::from_str(raw).unwrap();
+    without_key(&mut alert);
+    alert
+}
+
 /// The texts of the Slack messages the receiver took.
 fn slack_texts(receiver: &Receiver) -> Vec<String> {
     receiver
@@ -367,7 +400,7 @@ fn slack_texts(receiver: &Receiver) -> Vec<String> {
         .into_iter()
         .map(|message| {
             let object = message.as_object().unwrap();
-            assert_eq!(object.len(), 1, "only text: {message}");
+            assert_eq!(object.len(), 1, "text and the key: {message}");
             object["text"].as_str().unwrap().to_string()
         })
         .collect()
@@ -430,7 +463,7 @@ fn slack_fills_the_text_template_and_escapes_values() {
         letters[0].reason
     );
     assert_eq!(
-        serde_json::from_str::<Value>(&letters[0].raw).unwrap(),
+        raw_alert(&letters[0].raw),
         alert_json(1),
         "a dead letter holds the row, not the message"
     );
@@ -457,11 +490,12 @@ fn a_template_column_the_output_lacks_refuses_the_start() {
     );
 }
 
+/// The alerts of a log, their keys checked and taken out.
 fn log_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(raw_alert)
         .collect()
 }
 
@@ -528,4 +562,177 @@ fn alert_connectors_are_outputs_only() {
     )
     .unwrap_err();
     assert!(err.contains("read an alert log with jsonl:PATH"), "{err}");
+}
+
+#[test]
+fn every_alert_has_an_idempotency_key_in_its_body_and_header_the_same_when_made_again() {
+    let receiver = Receiver::start(vec![]);
+    for key in ["", "deviceId"] {
+        let mut pairs = vec![("connector", "webhook"), ("url", receiver.url.as_str())];
+        if !key.is_empty() {
+            pairs.push(("key", key));
+        }
+        // The same alerts made twice (a replay after a crash).
+        for _ in 0..2 {
+            let mut sink = sink(&pairs);
+            sink.write_at(&alerts(&[1, 2]), &[at(1), at(2)]).unwrap();
+            sink.finish().unwrap();
+        }
+    }
+    let received = receiver.received();
+    let keys: Vec<String> = received
+        .iter()
+        .map(|r| {
+            let mut body: Value = serde_json::from_str(&r.body).unwrap();
+            let key = without_key(&mut body);
+            assert_eq!(
+                r.headers.get("idempotency-key"),
+                Some(&key),
+                "header = body"
+            );
+            key
+        })
+        .collect();
+    assert_eq!(keys.len(), 8);
+    assert_eq!(keys[0..2], keys[2..4], "made again: the same keys");
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(keys[4..6], keys[6..8]);
+    assert_ne!(keys[0..2], keys[4..6], "the key columns count");
+}
+
+/// A started sink of a declaration's options, in a run with checkpoints.
+fn outbox_sink(pairs: &[(&str, &str)], state: Option<&[u8]>) -> Box<dyn Sink> {
+    let spec = endpoint::output_from_options(&options(pairs), Path::new("/")).unwrap();
+    let mut sink = endpoint::open_sink("alerts", &spec);
+    sink.enable_checkpoints("iotql-test-alerts").unwrap();
+    if let Some(state) = state {
+        sink.recover(state).unwrap();
+    }
+    sink.start(&schema()).unwrap();
+    sink
+}
+
+/// Waits until `done` holds (the outbox delivers on its own thread).
+fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A URL where nothing listens.
+fn nobody_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/alerts")
+}
+
+#[test]
+fn with_checkpoints_an_alert_goes_once_a_checkpoint_holds_it_and_a_resumed_run_sends_it_again() {
+    let receiver = Receiver::start(vec![Reply::Status(503), Reply::Status(503)]);
+    let pairs = [
+        ("connector", "webhook"),
+        ("url", receiver.url.as_str()),
+        ("retry_delay", "1ms"),
+    ];
+    let mut sink = outbox_sink(&pairs, None);
+    sink.write_at(&alerts(&[1, 2]), &[at(1), at(2)]).unwrap();
+    assert!(sink.wants_checkpoint(), "it asks for a checkpoint");
+    assert!(
+        receiver.received().is_empty(),
+        "nothing before the checkpoint"
+    );
+    let state = sink.checkpoint().unwrap().unwrap();
+    assert!(!sink.wants_checkpoint());
+    sink.committed().unwrap();
+    until("two alerts delivered after two 503s", || {
+        receiver.delivered().len() == 2
+    });
+    assert_eq!(receiver.delivered(), vec![alert_json(1), alert_json(2)]);
+    let metrics = sink.metrics().unwrap();
+    assert_eq!(counts(&metrics), (2, 2, 0));
+    assert_eq!(
+        metrics.outages.load(Ordering::Relaxed),
+        1,
+        "one outage, two failures"
+    );
+    assert_eq!(metrics.down_since_ms.load(Ordering::Relaxed), 0, "over");
+    // A crash before the next checkpoint: the run resumes from `state`,
+    // whose alerts were not confirmed, and sends them again, same keys.
+    drop(sink);
+    let mut resumed = outbox_sink(&pairs, Some(&state));
+    until("sent again", || receiver.delivered().len() == 4);
+    resumed.finish().unwrap();
+    let all = receiver.delivered_with_keys();
+    assert_eq!(all[0..2], all[2..4]);
+    assert!(resumed.take_dead_letters().is_empty());
+}
+
+#[test]
+fn the_end_of_a_run_waits_up_to_drain_timeout_then_dead_letters_and_a_stop_leaves_the_outbox() {
+    let url = nobody_url();
+    let pairs = [
+        ("connector", "webhook"),
+        ("url", url.as_str()),
+        ("retry_delay", "1ms"),
+        ("max_retry_delay", "20ms"),
+        ("drain_timeout", "300ms"),
+    ];
+    // Stopped at a checkpoint: nothing is given up, the checkpoint holds it.
+    let mut sink = outbox_sink(&pairs, None);
+    sink.write_at(&alerts(&[1]), &[at(1)]).unwrap();
+    let state = sink.checkpoint().unwrap().unwrap();
+    sink.committed().unwrap();
+    sink.stop().unwrap();
+    assert!(sink.take_dead_letters().is_empty());
+
+    // The next run ends with the receiver still away: after the drain
+    // timeout, dead letters with the reason.
+    let mut sink = outbox_sink(&pairs, Some(&state));
+    sink.write_at(&alerts(&[2]), &[at(2)]).unwrap();
+    let started = Instant::now();
+    sink.finish().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let letters = sink.take_dead_letters();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters[0].position.starts_with("alert "),
+        "{}",
+        letters[0].position
+    );
+    assert!(
+        letters[0]
+            .reason
+            .contains("not delivered within drain_timeout = 300ms at the end of the run after"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(raw_alert(&letters[0].raw), alert_json(1));
+    assert_eq!(raw_alert(&letters[1].raw), alert_json(2));
+    let metrics = sink.metrics().unwrap();
+    assert_eq!(metrics.failures.load(Ordering::Relaxed), 2);
+    assert_eq!(metrics.outages.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn an_alert_log_with_checkpoints_is_written_after_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.jsonl");
+    let pairs = [("connector", "log"), ("path", path.to_str().unwrap())];
+    let mut sink = outbox_sink(&pairs, None);
+    sink.write_at(&alerts(&[1, 2]), &[at(1), at(2)]).unwrap();
+    sink.flush().unwrap();
+    assert!(
+        log_lines(&path).is_empty(),
+        "held until a checkpoint holds it"
+    );
+    sink.checkpoint().unwrap();
+    sink.committed().unwrap();
+    until("written", || log_lines(&path).len() == 2);
+    sink.finish().unwrap();
+    assert_eq!(log_lines(&path), vec![alert_json(1), alert_json(2)]);
 }

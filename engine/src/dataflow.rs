@@ -137,6 +137,10 @@ impl Sink for CountingSink {
         self.inner.finish()
     }
 
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.inner.stop()
+    }
+
     fn tick(&mut self) -> Result<(), EngineError> {
         self.inner.tick()
     }
@@ -693,6 +697,16 @@ impl Dataflow {
     /// job reads them again and emits those windows whole.
     pub fn stop(&mut self) -> Result<(), EngineError> {
         self.nodes.iter_mut().try_for_each(|n| n.op.close())
+    }
+
+    /// Stops as [`Dataflow::stop`] does, right after a checkpoint that the
+    /// next run resumes from: outputs are stopped ([`Sink::stop`]), leaving
+    /// what they hold for checkpoints to that run.
+    pub fn stop_at_checkpoint(&mut self) -> Result<(), EngineError> {
+        self.nodes.iter_mut().try_for_each(|n| match n.op.output() {
+            Some((_, sink)) => sink.stop(),
+            None => n.op.close(),
+        })
     }
 
     /// The earliest event time that may still change an output row (see

@@ -52,6 +52,16 @@ pub trait Sink: Send {
     /// The output is complete: flush and close.
     fn finish(&mut self) -> Result<(), EngineError>;
 
+    /// The run stops before its inputs end, right after a checkpoint that
+    /// holds this output's state, and the next run resumes from it: an
+    /// output that holds work for checkpoints leaves that work to the next
+    /// run instead of finishing it (the alert outbox is in the checkpoint,
+    /// so a receiver that is down does not hold the stop up). The default
+    /// finishes.
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.finish()
+    }
+
     /// Called often while the job runs (at least every 200 ms, also when
     /// no rows come): a sink that batches rows writes those it has held
     /// longer than its maximum latency, so that a quiet stream's last rows

@@ -1,22 +1,20 @@
 //! `log:PATH`: an append-only JSON-lines alert log. The file is opened for
 //! appending (created with its folder, never truncated), so that every run's
-//! alerts stay. Rows are buffered and written, then synced to the disk, when
-//! `batch_size` rows wait, when the oldest has waited `max_latency`, on
-//! `flush` and at the end.
+//! alerts stay. Each line is the row as the jsonl output writes it, with
+//! the alert's `idempotency_key`. Without checkpoints, rows are held and
+//! written, then synced to the disk, when `batch_size` rows wait, when the
+//! oldest has waited `max_latency`, on `flush` and at the end; with
+//! checkpoints, through the outbox (written once the checkpoint that
+//! records them is durable; a disk error is retried).
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use iotql_engine::arrow::datatypes::SchemaRef;
-use iotql_engine::arrow::record_batch::RecordBatch;
-use iotql_engine::error::EngineError;
-use iotql_engine::io::{Sink, SinkMetrics};
-
-use super::Options;
+use super::sink::{AlertSink, Body};
+use super::{Alert, AlertOptions, Destination, Direct, Options, Outcome};
+use crate::backoff::Backoff;
 
 pub(super) const OPTIONS: &[&str] = &["path", "max_latency", "batch_size"];
 
@@ -28,6 +26,7 @@ pub struct LogOutput {
     pub max_latency: Duration,
     /// Rows that are written together.
     pub batch_size: usize,
+    pub alert: AlertOptions,
 }
 
 impl LogOutput {
@@ -44,119 +43,93 @@ impl LogOutput {
             path: base.join(path),
             max_latency: options.duration("max_latency", Duration::from_millis(200))?,
             batch_size,
+            alert: AlertOptions::take(options)?,
         })
     }
 }
 
-/// Appends rows to an alert log. See the module documentation.
+/// The sink of an alert log.
+pub(super) fn open(name: &str, output: &LogOutput) -> AlertSink {
+    let file = LogFile {
+        what: format!("alert log {}", output.path.display()),
+        output: output.clone(),
+        file: None,
+    };
+    AlertSink::new(name, Body::Json, &output.alert, Box::new(file))
+}
+
+/// The log file as a destination: an attempt appends lines and syncs them.
 #[derive(Debug)]
-pub struct LogSink {
-    name: String,
+struct LogFile {
+    what: String,
     output: LogOutput,
     file: Option<File>,
-    /// JSON lines not yet written.
-    pending: Vec<u8>,
-    pending_rows: u64,
-    /// When the oldest pending row came.
-    since: Option<Instant>,
-    metrics: Arc<SinkMetrics>,
 }
 
-impl LogSink {
-    pub fn new(name: &str, output: LogOutput) -> Self {
-        LogSink {
-            name: name.to_string(),
-            output,
-            file: None,
-            pending: Vec::new(),
-            pending_rows: 0,
-            since: None,
-            metrics: Arc::new(SinkMetrics::default()),
+impl LogFile {
+    fn append(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(append_to(&self.output.path)?),
+        };
+        let mut lines = Vec::with_capacity(alerts.iter().map(|a| a.body.len() + 1).sum());
+        for alert in alerts {
+            lines.extend_from_slice(&alert.body);
+            lines.push(b'\n');
         }
-    }
-
-    fn error(&self, message: impl ToString) -> EngineError {
-        EngineError::Sink {
-            output: self.name.clone(),
-            message: message.to_string(),
+        let written = file.write_all(&lines).and_then(|()| file.sync_data());
+        if written.is_err() {
+            // Opened again for the next attempt.
+            self.file = None;
         }
-    }
-
-    /// Writes the pending rows and syncs them to the disk.
-    fn persist(&mut self) -> Result<(), EngineError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let path = self.output.path.display().to_string();
-        let file = self.file.as_mut().ok_or_else(|| {
-            EngineError::Internal("alert log written before it was started".into())
-        })?;
-        file.write_all(&self.pending)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| EngineError::Sink {
-                output: self.name.clone(),
-                message: format!("cannot append to {path}: {e}"),
-            })?;
-        self.metrics
-            .rows_written
-            .fetch_add(self.pending_rows, Ordering::Relaxed);
-        self.pending.clear();
-        self.pending_rows = 0;
-        self.since = None;
-        Ok(())
-    }
-
-    fn due(&self) -> bool {
-        self.pending_rows >= self.output.batch_size as u64
-            || self
-                .since
-                .is_some_and(|t| t.elapsed() >= self.output.max_latency)
+        written
     }
 }
 
-impl Sink for LogSink {
-    /// Opens the log for appending, creating it and its folder.
-    fn start(&mut self, _schema: &SchemaRef) -> Result<(), EngineError> {
+/// Opens `path` for appending, creating it and its folder.
+fn append_to(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    File::options().create(true).append(true).open(path)
+}
+
+impl Destination for LogFile {
+    fn what(&self) -> &str {
+        &self.what
+    }
+
+    fn per_attempt(&self) -> usize {
+        self.output.batch_size
+    }
+
+    fn open(&mut self) -> Result<(), String> {
         let path = &self.output.path;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| self.error(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| self.error(format!("cannot open {} to append: {e}", path.display())))?;
+        let file = append_to(path)
+            .map_err(|e| format!("cannot open {} to append: {e}", path.display()))?;
         self.file = Some(file);
         Ok(())
     }
 
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+    fn attempt(&mut self, alerts: &[Alert]) -> Outcome {
+        match self.append(alerts) {
+            Ok(()) => Outcome::Delivered,
+            Err(e) => Outcome::Failed {
+                reason: format!("cannot append to {}: {e}", self.output.path.display()),
+                retry_after: None,
+            },
         }
-        let lines = crate::file::jsonl::json_lines(batch).map_err(|e| self.error(e))?;
-        self.pending.extend_from_slice(&lines);
-        self.pending_rows += batch.num_rows() as u64;
-        self.since.get_or_insert_with(Instant::now);
-        if self.due() { self.persist() } else { Ok(()) }
     }
 
-    fn tick(&mut self) -> Result<(), EngineError> {
-        if self.due() { self.persist() } else { Ok(()) }
+    /// A disk that fails (full, gone): 1 s doubling to 30 s.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter()
     }
 
-    fn flush(&mut self) -> Result<(), EngineError> {
-        self.persist()
-    }
-
-    fn finish(&mut self) -> Result<(), EngineError> {
-        self.persist()?;
-        self.file = None;
-        Ok(())
-    }
-
-    fn metrics(&self) -> Option<Arc<SinkMetrics>> {
-        Some(self.metrics.clone())
+    fn direct(&self) -> Direct {
+        Direct::Batch {
+            batch_size: self.output.batch_size,
+            max_latency: self.output.max_latency,
+        }
     }
 }

@@ -2,34 +2,44 @@
 //! incoming-webhook message per alert) and `log:` (an append-only JSON-lines
 //! alert log).
 //!
-//! The two HTTP outputs share [`Delivery`]: a keep-alive agent with a
-//! timeout, retries with exponential backoff and jitter (a receiver's
-//! `Retry-After` is honoured), and dead letters for the rows the receiver
-//! refused or kept failing on. Delivery is synchronous: `write` returns once
-//! its rows are delivered or given up on, so an alert is sent as soon as it
-//! comes, nothing waits in memory, and a slow or failing receiver slows the
-//! job down (backpressure) instead of rows being dropped.
+//! One sink serves the three ([`sink::AlertSink`]): each row becomes an
+//! [`Alert`] — the request body or log line, with an idempotency key made
+//! of the output, the row's key columns and its event time ([`key`]) — that
+//! a [`Destination`] takes (the HTTP receiver of [`http`], the log file of
+//! [`log`]). How it gets there depends on the run:
+//!
+//! - **With checkpoints** (`iotql run`), through the outbox ([`outbox`]):
+//!   the alert is recorded in the next checkpoint (the output asks for one
+//!   within about a second) and delivered after it, off the job's thread,
+//!   in order, retried with backoff for as long as the receiver is down; a
+//!   run that resumes from the checkpoint delivers again what was not
+//!   confirmed. At least once, nothing lost in a crash or an outage, and
+//!   the key lets a receiver drop repeats.
+//! - **Without** (the REPL, `iotql test`, `--checkpoint-interval off`), as
+//!   the rows come, as before the outbox: an HTTP output delivers in
+//!   `write`, retrying `retries` times, and dead-letters what still fails
+//!   (a slow receiver slows the job down); the log writes in batches.
 
+mod http;
+pub(crate) mod key;
 mod log;
+pub(crate) mod outbox;
+pub(crate) mod sink;
 mod slack;
 mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use iotql_engine::error::EngineError;
-use iotql_engine::io::{Sink, SinkMetrics};
-use iotql_engine::operator::DeadLetter;
-use ureq::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
+use iotql_engine::io::Sink;
+use ureq::http::{HeaderName, HeaderValue, Uri};
 
 use crate::backoff::Backoff;
 
-pub use log::{LogOutput, LogSink};
-pub use slack::{SlackOutput, SlackSink};
-pub use webhook::{BatchMode, WebhookOutput, WebhookSink};
+pub use log::LogOutput;
+pub use slack::SlackOutput;
+pub use webhook::{BatchMode, WebhookOutput};
 
 /// The connectors of this module, as declarations and URIs name them.
 pub const CONNECTORS: &[&str] = &["webhook", "slack", "log"];
@@ -67,15 +77,15 @@ impl AlertOutput {
         let (output, known) = match connector.as_str() {
             "webhook" => (
                 AlertOutput::Webhook(WebhookOutput::take(&mut options)?),
-                [HTTP_OPTIONS, webhook::OPTIONS].concat(),
+                [HTTP_OPTIONS, webhook::OPTIONS, ALERT_OPTIONS].concat(),
             ),
             "slack" => (
                 AlertOutput::Slack(SlackOutput::take(&mut options)?),
-                [HTTP_OPTIONS, slack::OPTIONS].concat(),
+                [HTTP_OPTIONS, slack::OPTIONS, ALERT_OPTIONS].concat(),
             ),
             "log" => (
                 AlertOutput::Log(LogOutput::take(&mut options, base)?),
-                log::OPTIONS.to_vec(),
+                [log::OPTIONS, ALERT_OPTIONS].concat(),
             ),
             other => {
                 return Err(format!(
@@ -90,12 +100,131 @@ impl AlertOutput {
 
     /// The sink that writes output `name`'s rows.
     pub fn open_sink(&self, name: &str) -> Box<dyn Sink> {
-        match self {
-            AlertOutput::Webhook(output) => Box::new(WebhookSink::new(name, output.clone())),
-            AlertOutput::Slack(output) => Box::new(SlackSink::new(name, output.clone())),
-            AlertOutput::Log(output) => Box::new(LogSink::new(name, output.clone())),
-        }
+        Box::new(match self {
+            AlertOutput::Webhook(output) => webhook::open(name, output),
+            AlertOutput::Slack(output) => slack::open(name, output),
+            AlertOutput::Log(output) => log::open(name, output),
+        })
     }
+}
+
+/// The options every alert connector has.
+const ALERT_OPTIONS: &[&str] = &["key", "outbox_limit", "drain_timeout"];
+
+/// What every alert output has: how its alerts are keyed, and how its
+/// outbox is bounded (in a run with checkpoints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertOptions {
+    /// The columns of the idempotency key, besides the output and the
+    /// event time; `None`: every column of the row.
+    pub key: Option<Vec<String>>,
+    /// The most alerts the outbox holds; beyond, the oldest become dead
+    /// letters.
+    pub outbox_limit: usize,
+    /// How long the end of a run waits for the outbox to be delivered
+    /// before the rest become dead letters.
+    pub drain_timeout: Duration,
+}
+
+impl AlertOptions {
+    fn take(options: &mut Options) -> Result<Self, String> {
+        let key = match options.take("key") {
+            None => None,
+            Some(text) => {
+                let columns: Vec<String> = text.split(',').map(|c| c.trim().to_string()).collect();
+                if columns.iter().any(String::is_empty) {
+                    return Err(format!(
+                        "key = '{text}': write the columns that identify an alert, `key = 'deviceId'` or `key = 'deviceId, rule'`"
+                    ));
+                }
+                Some(columns)
+            }
+        };
+        let outbox_limit = options.number("outbox_limit", 100_000)?;
+        if outbox_limit == 0 {
+            return Err("outbox_limit = '0': write at least 1".into());
+        }
+        Ok(AlertOptions {
+            key,
+            outbox_limit,
+            drain_timeout: options.duration("drain_timeout", Duration::from_secs(60))?,
+        })
+    }
+}
+
+/// An alert ready to go: its key, what is sent, and what a dead letter
+/// keeps of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Alert {
+    pub key: key::Key,
+    /// The request body (webhook, Slack) or the log line, with the key in.
+    pub body: Vec<u8>,
+    /// The row as JSON (with the key), when the body is something else (a
+    /// Slack message): a dead letter holds the row.
+    pub row: Option<Vec<u8>>,
+    /// Attempts made to deliver it, across runs.
+    pub attempts: u32,
+}
+
+impl Alert {
+    /// What a dead letter of it holds: the row as JSON, with its key.
+    fn raw(&self) -> String {
+        String::from_utf8_lossy(self.row.as_deref().unwrap_or(&self.body)).into_owned()
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Delivered,
+    /// A failure that may pass (5xx, 429, a timeout, no connection, a
+    /// disk error): retried after `retry_after`, else the backoff's delay.
+    Failed {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// A failure that would repeat (4xx, a TLS certificate): not retried.
+    Refused(String),
+}
+
+/// How an output delivers when the run takes no checkpoints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Direct {
+    /// In the write, retried up to this many times, then dead letters
+    /// (HTTP).
+    Retry(u32),
+    /// Held until `batch_size` alerts wait or the oldest has waited
+    /// `max_latency`, then written; a failure stops the job (the log).
+    Batch {
+        batch_size: usize,
+        max_latency: Duration,
+    },
+}
+
+/// Where alerts go: an HTTP receiver, a log file.
+pub(crate) trait Destination: Send + std::fmt::Debug {
+    /// `webhook http://host/…`, for reasons and logs.
+    fn what(&self) -> &str;
+
+    /// The most alerts one attempt carries.
+    fn per_attempt(&self) -> usize {
+        1
+    }
+
+    /// Called once before the first attempt, on the job's thread: a
+    /// destination that cannot be used fails the job's start.
+    fn open(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Delivers `alerts`, in order, at once.
+    fn attempt(&mut self, alerts: &[Alert]) -> Outcome;
+
+    /// The delays between attempts.
+    fn backoff(&self) -> Backoff;
+
+    /// How alerts are delivered without checkpoints.
+    fn direct(&self) -> Direct;
 }
 
 /// A declaration's options, taken out as they are read, so that a misspelt
@@ -249,259 +378,6 @@ fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(headers)
 }
 
-/// How one attempt ended.
-#[derive(Debug)]
-enum Outcome {
-    Delivered,
-    /// A failure that may pass (5xx, 429, a timeout, no connection).
-    Failed {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    /// A failure that would repeat (4xx, a TLS certificate): not retried.
-    Refused(String),
-}
-
-/// Text of a response body shown in a reason (Slack's `invalid_payload`).
-const BODY_SHOWN: usize = 200;
-/// Bytes of a response body read (so that the connection can be reused).
-const BODY_READ: u64 = 64 * 1024;
-
-/// Sends request bodies to one HTTP receiver; see the module documentation.
-pub(crate) struct Delivery {
-    /// `webhook http://host/path`, for reasons and logs.
-    what: String,
-    /// The output's name, for dead letters.
-    output: String,
-    target: HttpTarget,
-    agent: ureq::Agent,
-    backoff: Backoff,
-    /// The last attempt failed: an outage is logged when it starts and when
-    /// it ends, not per row.
-    failing: bool,
-    /// Rows handed to [`Delivery::send`] so far, to number them.
-    rows: u64,
-    metrics: Arc<SinkMetrics>,
-    dead_letters: Vec<DeadLetter>,
-}
-
-impl std::fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("what", &self.what)
-            .field("output", &self.output)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Delivery {
-    /// Delivery to `target` for output `output` of kind `kind` (`webhook`).
-    pub(crate) fn new(kind: &str, output: &str, target: HttpTarget) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(target.timeout))
-            // Every status is a response to classify, not an error.
-            .http_status_as_error(false)
-            // A POST is not followed to another address: a moved receiver
-            // is a configuration to fix.
-            .max_redirects(0)
-            .user_agent(concat!("iotql/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        Delivery {
-            what: format!("{kind} {}", target.shown()),
-            output: output.to_string(),
-            backoff: Backoff::new(target.retry_delay, target.max_retry_delay).with_jitter(),
-            target,
-            agent,
-            failing: false,
-            rows: 0,
-            metrics: Arc::new(SinkMetrics::default()),
-            dead_letters: Vec::new(),
-        }
-    }
-
-    /// An error of the output that stops the job (not a delivery failure).
-    pub(crate) fn error(&self, message: impl ToString) -> EngineError {
-        EngineError::Sink {
-            output: self.output.clone(),
-            message: message.to_string(),
-        }
-    }
-
-    pub(crate) fn metrics(&self) -> Arc<SinkMetrics> {
-        self.metrics.clone()
-    }
-
-    pub(crate) fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead_letters)
-    }
-
-    /// POSTs `body` (JSON), which carries `rows` (each row as JSON, for dead
-    /// letters), and returns once the receiver has taken it or the rows
-    /// have become dead letters.
-    pub(crate) fn send(&mut self, body: &[u8], rows: &[&[u8]]) {
-        let first = self.rows + 1;
-        self.rows += rows.len() as u64;
-        let count = rows.len() as u64;
-        match self.deliver(body) {
-            Ok(()) => {
-                self.metrics
-                    .rows_written
-                    .fetch_add(count, Ordering::Relaxed);
-            }
-            Err(reason) => {
-                self.metrics.failures.fetch_add(count, Ordering::Relaxed);
-                self.dead_letters
-                    .extend(rows.iter().zip(first..).map(|(row, n)| DeadLetter {
-                        input: self.output.clone(),
-                        position: format!("row {n}"),
-                        reason: reason.clone(),
-                        raw: String::from_utf8_lossy(row).into_owned(),
-                    }));
-            }
-        }
-    }
-
-    /// Attempts until delivered, refused, or out of retries; the error is
-    /// the dead letters' reason.
-    fn deliver(&mut self, body: &[u8]) -> Result<(), String> {
-        self.backoff.reset();
-        let mut attempts: u32 = 0;
-        loop {
-            attempts += 1;
-            let (reason, retry_after) = match self.attempt(body) {
-                Outcome::Delivered => {
-                    if std::mem::take(&mut self.failing) {
-                        tracing::warn!(output = %self.output, "{}: delivering again", self.what);
-                    }
-                    return Ok(());
-                }
-                Outcome::Refused(reason) => {
-                    self.outage(&reason);
-                    return Err(format!("{}: {reason} (refused: not retried)", self.what));
-                }
-                Outcome::Failed {
-                    reason,
-                    retry_after,
-                } => (reason, retry_after),
-            };
-            self.outage(&reason);
-            if attempts > self.target.retries {
-                return Err(format!("{}: {reason} after {attempts} attempts", self.what));
-            }
-            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-            let backoff = self.backoff.next();
-            let delay = retry_after.map_or(backoff, |d| d.min(self.target.max_retry_delay));
-            tracing::debug!(output = %self.output, attempt = attempts, ?delay, "{}: {reason}; retrying", self.what);
-            std::thread::sleep(delay);
-        }
-    }
-
-    /// Logs the start of an outage (the first failure after a delivery).
-    fn outage(&mut self, reason: &str) {
-        if !std::mem::replace(&mut self.failing, true) {
-            tracing::warn!(
-                output = %self.output,
-                "{}: {reason}; rows it refuses or keeps failing on go to the dead-letter output",
-                self.what
-            );
-        }
-    }
-
-    fn attempt(&self, body: &[u8]) -> Outcome {
-        let mut request = self.agent.post(&self.target.url);
-        if !self
-            .target
-            .headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        {
-            request = request.header("Content-Type", "application/json");
-        }
-        for (name, value) in &self.target.headers {
-            request = request.header(name, value);
-        }
-        match request.send(body) {
-            Ok(response) => classify(response),
-            Err(ureq::Error::Timeout(_)) => Outcome::Failed {
-                reason: format!("no response within {:?} (timeout)", self.target.timeout),
-                retry_after: None,
-            },
-            Err(e) if passing(&e) => Outcome::Failed {
-                reason: e.to_string(),
-                retry_after: None,
-            },
-            Err(e) => Outcome::Refused(e.to_string()),
-        }
-    }
-}
-
-/// Whether an error of the HTTP client may pass by itself: the network or
-/// the receiver's host (not a certificate or a bad request).
-fn passing(error: &ureq::Error) -> bool {
-    use ureq::Error;
-    matches!(
-        error,
-        Error::Io(_)
-            | Error::HostNotFound
-            | Error::ConnectionFailed
-            | Error::Protocol(_)
-            | Error::BodyStalled
-    )
-}
-
-/// A response's outcome: 2xx delivered; 5xx, 408 and 429 failed (with
-/// the `Retry-After` delay); anything else refused.
-fn classify(mut response: Response<ureq::Body>) -> Outcome {
-    let status = response.status();
-    let retry_after = retry_after(response.headers());
-    // Read the body whole, so that the connection can carry the next request.
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(BODY_READ)
-        .read_to_string()
-        .unwrap_or_default();
-    if status.is_success() {
-        return Outcome::Delivered;
-    }
-    let reason = describe(status, &text);
-    if status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-    {
-        Outcome::Failed {
-            reason,
-            retry_after,
-        }
-    } else {
-        Outcome::Refused(reason)
-    }
-}
-
-/// `HTTP 400 Bad Request: "invalid_payload"` (the start of the body's first line).
-fn describe(status: StatusCode, body: &str) -> String {
-    let line = body.lines().map(str::trim).find(|l| !l.is_empty());
-    match line {
-        None => format!("HTTP {status}"),
-        Some(line) => {
-            let shown: String = line.chars().take(BODY_SHOWN).collect();
-            format!("HTTP {status}: {shown:?}")
-        }
-    }
-}
-
-/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,7 +442,7 @@ mod tests {
                     ("url", "http://h/a"),
                     ("retrys", "3"),
                 ],
-                "the `webhook` connector has no option `retrys` (its options: url, timeout, retries, retry_delay, max_retry_delay, headers, batch)",
+                "the `webhook` connector has no option `retrys` (its options: url, timeout, retries, retry_delay, max_retry_delay, headers, batch, key, outbox_limit, drain_timeout)",
             ),
             (
                 vec![
@@ -574,11 +450,11 @@ mod tests {
                     ("url", "https://h/a"),
                     ("batch", "array"),
                 ],
-                "the `slack` connector has no option `batch` (its options: url, timeout, retries, retry_delay, max_retry_delay, headers, text)",
+                "the `slack` connector has no option `batch` (its options: url, timeout, retries, retry_delay, max_retry_delay, headers, text, key, outbox_limit, drain_timeout)",
             ),
             (
                 vec![("connector", "log"), ("path", "a.jsonl"), ("url", "x")],
-                "the `log` connector has no option `url` (its options: path, max_latency, batch_size)",
+                "the `log` connector has no option `url` (its options: path, max_latency, batch_size, key, outbox_limit, drain_timeout)",
             ),
             (
                 vec![("connector", "webhook")],
@@ -662,39 +538,5 @@ mod tests {
         assert_eq!(log.max_latency, Duration::from_millis(200));
         let output = AlertOutput::from_uri("log", "alerts.jsonl").unwrap();
         assert!(matches!(output, AlertOutput::Log(l) if l.path == Path::new("alerts.jsonl")));
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(
-            "retry-after",
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a past date");
-        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90))
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        headers.insert("retry-after", HeaderValue::from_str(&soon).unwrap());
-        let wait = retry_after(&headers).unwrap_or_default();
-        assert!(
-            wait > Duration::from_secs(60) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
-    }
-
-    #[test]
-    fn a_reason_shows_the_status_and_the_body_start() {
-        assert_eq!(
-            describe(StatusCode::BAD_REQUEST, "\ninvalid_payload\nmore"),
-            "HTTP 400 Bad Request: \"invalid_payload\""
-        );
-        assert_eq!(
-            describe(StatusCode::SERVICE_UNAVAILABLE, ""),
-            "HTTP 503 Service Unavailable"
-        );
     }
 }
