@@ -15,12 +15,16 @@ CREATE OUTPUT minutes WITH (connector = 'csv', path = 'out/minutes.csv');
 CREATE OUTPUT hot WITH (connector = 'jsonl', path = 'out/hot.jsonl');
 CREATE OUTPUT readings_db WITH (connector = 'sqlite', path = 'db/fleet.db', table = 'readings');
 CREATE OUTPUT minutes_pq WITH (connector = 'parquet', path = 'pq');
+CREATE OUTPUT alerts WITH (connector = 'log', path = 'alerts/alerts.jsonl');
 SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n, ROUND(AVG(temperature_c), 3) AS t
 INTO minutes FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 1);
 SELECT device_id, ts, temperature_c INTO hot FROM readings TIMESTAMP BY ts WHERE temperature_c > 34;
 SELECT device_id, ts, temperature_c INTO readings_db FROM readings TIMESTAMP BY ts;
 SELECT device_id, System.Timestamp() AS window_end, COUNT(*) AS n
 INTO minutes_pq FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 1);
+SELECT device_id, System.Timestamp() AS window_end, MAX(temperature_c) AS peak
+INTO alerts FROM readings TIMESTAMP BY ts GROUP BY device_id, TumblingWindow(minute, 1)
+HAVING MAX(temperature_c) > 34.9;
 ";
 
 /// A job folder with `readings.csv`: `events` readings of 20 devices, one
@@ -120,7 +124,26 @@ fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     rows.sort();
     all.push(("parquet rows".into(), rows.join("\n").into_bytes()));
+    all.push(("alert log".into(), alerts(dir).join("\n").into_bytes()));
     all
+}
+
+/// The alert log's lines, one per idempotency key (an alert is delivered
+/// at least once: a resumed run may append one again, with its key), in
+/// key order.
+fn alerts(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("alerts/alerts.jsonl")).unwrap_or_default();
+    let mut by_key = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = row["idempotency_key"].as_str().unwrap().to_string();
+        let earlier = by_key.insert(key, line.to_string());
+        assert!(
+            earlier.is_none_or(|e| e == line),
+            "two alerts with one key: {line}"
+        );
+    }
+    by_key.into_values().collect()
 }
 
 /// The files of `out/` and the dead letters, by name.
@@ -154,6 +177,10 @@ fn reference(events: usize) -> (Vec<(String, Vec<u8>)>, Duration) {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        alerts(dir.path()).len() > 10,
+        "the job made too few alerts to prove anything"
     );
     (outputs(dir.path()), started.elapsed())
 }
@@ -241,7 +268,7 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
     let (expected, took) = reference(events);
     // Kills spread over the run: after progress, a random wait of up to a
     // share of an uninterrupted run's time.
-    let spread = (took.as_millis() as u64 / (planned as u64 + 1)).max(25);
+    let spread = (took.as_millis() as u64 / (2 * planned as u64 + 1)).max(25);
     let dir = job_dir(events);
     let started = Instant::now();
     let mut kills = 0;

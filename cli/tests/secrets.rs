@@ -31,7 +31,7 @@ fn job(dir: &Path) -> std::path::PathBuf {
     let text = format!(
         "CREATE INPUT readings WITH (connector = 'csv', path = 'readings.csv');
 CREATE OUTPUT hook WITH (connector = 'webhook', url = 'http://127.0.0.1:1/hook?token=${{IOTQL_TEST_SECRET}}',
-    headers = 'Authorization: Bearer ${{IOTQL_TEST_SECRET}}', retries = '0', timeout = '1s');
+    headers = 'Authorization: Bearer ${{IOTQL_TEST_SECRET}}', retries = '0', timeout = '1s', drain_timeout = '1s');
 CREATE OUTPUT db WITH (connector = 'postgres', url = 'postgres://iot:{}@127.0.0.1:1/db', table = 't');
 CREATE OUTPUT team WITH (connector = 'slack', url = 'https://hooks.slack.com/services/{}');
 CREATE OUTPUT broker WITH (connector = 'mqtt', host = '127.0.0.1', port = '1', topic = 'a',
