@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
-# The long crash test of docs/reliability.md: `iotql run` killed with SIGKILL
-# at random moments and restarted each time, until its inputs end; the final
-# outputs must equal an uninterrupted run's, row for row.
+# The long crash tests of docs/reliability.md: `iotql run` killed with
+# SIGKILL at random moments and restarted each time, until its inputs end;
+# the final outputs must equal an uninterrupted run's, row for row.
 #
-#   bench/kill.sh [EVENTS] [KILLS] [INTERVAL]
-#       (defaults: 10000000 events, 20 kills, checkpoints every 1s)
+#   bench/kill.sh [EVENTS] [KILLS] [INTERVAL] [file|kafka|both]
+#       (defaults: 10000000 events, 20 kills, checkpoints every 1s, both)
 #
-# It runs the CI tests of cli/tests/checkpoints.rs (12 kills over 100k events
-# there) at this size, in a release build: a windowed aggregation to CSV,
-# SQLite and Parquet, a filter to JSON lines, every reading to a SQLite table,
-# bad lines to the dead-letter file. Each test prints what it measured.
+# It runs the CI tests at this size, in a release build:
+# - file: cli/tests/checkpoints.rs (12 kills over 100k events in CI): a CSV
+#   file through windowed aggregations to CSV, SQLite and Parquet, a filter
+#   to JSON lines, every reading to a SQLite table, alerts to a log, bad
+#   lines to the dead-letter file;
+# - kafka: cli/tests/kafka_exactly_once.rs (6 kills over 50k events in CI):
+#   a topic of 3 partitions through a per-device window to a CSV file and a
+#   Kafka topic read back read_committed (its own broker, scripts/kafka-up).
+# Each test prints what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export IOTQL_KILL_EVENTS="${1:-10000000}"
 export IOTQL_KILLS="${2:-20}"
 export IOTQL_KILL_INTERVAL="${3:-1s}"
-cargo test --release -p iotql-cli --test checkpoints \
-    runs_killed_at_random_moments -- --nocapture 2>&1 | grep -E "events:|test result|panicked|differs"
+which="${4:-both}"
+# Kafka: kills spread over up to 3 s after each run's first checkpoint.
+export IOTQL_KILL_SPREAD_MS="${IOTQL_KILL_SPREAD_MS:-3000}"
+run() {
+    cargo test --release -p iotql-cli --test "$1" "$2" -- --nocapture 2>&1 |
+        grep -E "events|test result|panicked|differs|missing|expected"
+}
+case "$which" in
+    file) run checkpoints runs_killed_at_random_moments ;;
+    kafka) run kafka_exactly_once killed_at_random_moments ;;
+    both)
+        run checkpoints runs_killed_at_random_moments
+        run kafka_exactly_once killed_at_random_moments
+        ;;
+    *) echo "kill.sh: the fourth argument is file, kafka or both" >&2; exit 2 ;;
+esac

@@ -6,9 +6,13 @@
 //! on demand; a changed job refuses the checkpoint until `--fresh`; a damaged
 //! checkpoint falls back to the one before.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::setting;
 
 const JOB: &str = "CREATE INPUT readings WITH (connector = 'csv', path = 'readings.csv');
 CREATE OUTPUT minutes WITH (connector = 'csv', path = 'out/minutes.csv');
@@ -249,15 +253,6 @@ fn newest_checkpoint(dir: &Path) -> u64 {
                 .unwrap_or(0)
         })
         .unwrap_or(0)
-}
-
-/// A setting of the kill test from the environment: the long version
-/// (`bench/kill.sh`) runs it over 10M events with 20 kills.
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Helpers shared by the tests that run `iotql` against a Kafka-protocol
-//! broker (`kafka.rs`, `kafka_exactly_once.rs`): a broker of the test's own
-//! (started and stopped by `scripts/kafka-up` / `kafka-down`), producing to
-//! it, running the binary and waiting for a condition.
+//! Helpers shared by the CLI's end-to-end tests: for those that run `iotql`
+//! against a Kafka-protocol broker (`kafka.rs`, `kafka_exactly_once.rs`), a
+//! broker of the test's own (started and stopped by `scripts/kafka-up` /
+//! `kafka-down`, over TLS if asked), producing to it, running the binary and
+//! waiting for a condition; for the crash tests, their settings from the
+//! environment (`checkpoints.rs`, `kafka_exactly_once.rs`).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -19,6 +21,15 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A setting of a test from the environment, for its long version
+/// (`bench/kill.sh` runs the kill tests at 10M events with 20 kills).
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A port nothing listens on now.
