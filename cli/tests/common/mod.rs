@@ -187,7 +187,17 @@ impl Broker {
                     record = record.partition(rank as i32 % n);
                 }
             }
-            producer.send(record).map_err(|(e, _)| e).unwrap();
+            // A full queue (millions of messages, the long tests) waits
+            // for acknowledgements to make room.
+            while let Err((e, back)) = producer.send(record) {
+                assert_eq!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    "{e}"
+                );
+                producer.poll(Duration::from_millis(100));
+                record = back;
+            }
             producer.poll(Duration::ZERO);
         }
         producer.flush(Duration::from_secs(60)).unwrap();
