@@ -13,6 +13,8 @@
 //! - a stop (SIGTERM) while the receiver is down does not wait for it, and
 //!   the next run, once it is back, delivers the alerts the stop held.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use common::killed_until_done;
 
 /// Devices in the readings; each tick is one second of event time, one
 /// reading per device.
@@ -424,29 +428,17 @@ fn runs_killed_at_random_moments_deliver_every_alert_at_least_once_with_the_same
     std::fs::write(dir.path().join("readings.csv"), &data).unwrap();
     std::fs::write(dir.path().join("job.asaql"), job(&receiver.url(), "")).unwrap();
     let args = ["-q", "--checkpoint-interval", "50ms", "--batch-size", "50"];
-    let (mut kills, mut seed) = (0, 7u64);
-    let last = loop {
-        let before = receiver.taken().len();
-        let mut child = spawn(dir.path(), &args);
-        if kills < 8 {
-            // Once alerts flow (during the job, its checkpoints, the
-            // outbox's deliveries), at a random moment.
-            until("progress", Duration::from_secs(60), || {
-                receiver.taken().len() > before + 20 || child.try_wait().unwrap().is_some()
-            });
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            std::thread::sleep(Duration::from_millis((seed >> 33) % 300));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        break stderr(&out);
-    };
+    // Once alerts flow (during the job, its checkpoints, the outbox's
+    // deliveries), at a random moment.
+    let (kills, out) = killed_until_done(
+        8,
+        300,
+        7,
+        || spawn(dir.path(), &args),
+        || receiver.taken().len(),
+        21,
+    );
+    let last = stderr(&out);
     assert!(
         kills >= 5,
         "only {kills} runs were killed: the test proves little"

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::setting;
+use common::{killed_until_done, setting};
 
 const JOB: &str = "CREATE INPUT readings WITH (connector = 'csv', path = 'readings.csv');
 CREATE OUTPUT minutes WITH (connector = 'csv', path = 'out/minutes.csv');
@@ -266,8 +266,6 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
     let spread = (took.as_millis() as u64 / (2 * planned as u64 + 1)).max(25);
     let dir = job_dir(events);
     let started = Instant::now();
-    let mut kills = 0;
-    let mut seed: u64 = 42;
     let args = [
         "-q",
         "--checkpoint-interval",
@@ -275,32 +273,16 @@ fn runs_killed_at_random_moments_end_with_the_outputs_of_an_uninterrupted_run() 
         "--batch-size",
         "50",
     ];
-    loop {
-        let before = newest_checkpoint(dir.path());
-        let mut child = spawn(dir.path(), &args);
-        if kills < planned {
-            // Once the run has made progress (two checkpoints past where it
-            // resumed), at a random moment: during a batch, a write, a
-            // checkpoint.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while newest_checkpoint(dir.path()) < before + 2 && child.try_wait().unwrap().is_none()
-            {
-                assert!(Instant::now() < deadline, "no progress");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            std::thread::sleep(Duration::from_millis((seed >> 33) % spread));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        break;
-    }
+    // Once the run has made progress (two checkpoints past where it
+    // resumed), at a random moment: during a batch, a write, a checkpoint.
+    let (kills, _) = killed_until_done(
+        planned,
+        spread,
+        42,
+        || spawn(dir.path(), &args),
+        || newest_checkpoint(dir.path()) as usize,
+        2,
+    );
     assert!(
         kills >= planned / 2,
         "only {kills} runs were killed: the test proves little"

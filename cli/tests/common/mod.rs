@@ -32,6 +32,49 @@ pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Runs a job until it ends, killed with SIGKILL up to `planned` times:
+/// each run is started by `start`; once `progress` has grown by `step`
+/// since the run started (checkpoints taken, alerts delivered), after a
+/// random wait below `spread_ms` (repeatable from `seed`), it is killed and
+/// started again. Returns the kills and the last run's output, which must
+/// be a success.
+pub fn killed_until_done(
+    planned: usize,
+    spread_ms: u64,
+    mut seed: u64,
+    mut start: impl FnMut() -> Child,
+    mut progress: impl FnMut() -> usize,
+    step: usize,
+) -> (usize, Output) {
+    let mut kills = 0;
+    loop {
+        let before = progress();
+        let mut child = start();
+        if kills < planned {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while progress() < before + step && child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no progress");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            std::thread::sleep(Duration::from_millis((seed >> 33) % spread_ms));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return (kills, out);
+    }
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
