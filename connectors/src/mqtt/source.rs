@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 use iotql_engine::arrow::datatypes::SchemaRef;
@@ -393,11 +393,24 @@ impl Drop for MqttSource {
         self.stop.store(true, Ordering::SeqCst);
         // A thread waiting to hand over a message gives up.
         self.messages = crossbeam_channel::never();
-        if self.shared.client.try_disconnect().is_ok() {
-            // The acknowledgements sent so far go out before the
-            // DISCONNECT; wait for it, so that a source opened next with
-            // the same client id finds them done.
-            let _ = self.ended.recv_timeout(Duration::from_secs(2));
+        // The acknowledgements committed so far go out before the
+        // DISCONNECT (those the request queue had no room for too); wait
+        // for it, so that a source opened next with the same client id
+        // finds them done.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            self.shared.retry_deferred();
+            let flushed = self.shared.deferred.lock().is_ok_and(|d| d.is_empty());
+            if flushed && self.shared.client.try_disconnect().is_ok() {
+                let _ = self
+                    .ended
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -437,9 +450,17 @@ impl Driver {
     fn run(mut self, mut connection: Connection) {
         let mut backoff = Backoff::default();
         let mut subscribed = false;
+        let mut stopped_at = None;
         loop {
             // Once stopped, the thread still sends the acknowledgements
-            // queued before the DISCONNECT, and ends with it.
+            // queued before the DISCONNECT, and ends when the broker closes
+            // the connection after it (or after a few seconds, when the
+            // DISCONNECT could not be queued).
+            if self.stop.load(Ordering::SeqCst)
+                && stopped_at.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(5)
+            {
+                return;
+            }
             let event = match connection.recv() {
                 Ok(e) => e,
                 // The client and its requests are gone.
@@ -488,11 +509,19 @@ impl Driver {
                     }
                 }
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    if !self.deliver(publish) {
+                    // A source that is gone set `stop` first: the message
+                    // stays unacknowledged with the broker, and the thread
+                    // goes on until the DISCONNECT, so that the
+                    // acknowledgements queued before it reach the broker.
+                    if !self.deliver(publish) && !self.stop.load(Ordering::SeqCst) {
                         return;
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                // The broker closes the connection after the DISCONNECT:
+                // read on until it does. Closing first, with messages unread
+                // in the socket, would reset the connection, and the broker
+                // could drop the acknowledgements it has not read yet.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
                 Ok(_) => {}
                 Err(e) => {
                     if self.stop.load(Ordering::SeqCst) {
