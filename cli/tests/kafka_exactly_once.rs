@@ -259,38 +259,11 @@ fn assert_same(broker: &Broker, expected: (&Job, &str), got: (&Job, &str)) {
     assert_eq!(count(&have), count(&want), "rows of other keys");
 }
 
-/// A small random number generator, seeded from the clock (the seed is
-/// printed, so that a failure can be replayed with IOTQL_TEST_SEED).
-struct Random(u64);
-
-impl Random {
-    fn new() -> Random {
-        let seed = std::env::var("IOTQL_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("IOTQL_TEST_SEED={seed}");
-        Random(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// A broker with `events` readings (and closers) in topic `readings`, the
 /// job run over it uninterrupted (to topic `expected`), and the job to
 /// crash (to topic `crashed`), in a folder of the test's own.
-fn uninterrupted_and_crashed(events: usize) -> (Broker, tempfile::TempDir, Job, Job) {
+/// Also returns how long the uninterrupted run took.
+fn uninterrupted_and_crashed(events: usize) -> (Broker, tempfile::TempDir, Job, Job, Duration) {
     let broker = Broker::start();
     for topic in ["readings", "expected", "crashed"] {
         broker.create_topic(topic, 3);
@@ -301,8 +274,9 @@ fn uninterrupted_and_crashed(events: usize) -> (Broker, tempfile::TempDir, Job, 
     let dir = tempfile::tempdir().unwrap();
     let job = |name: &str| Job::new(&broker, dir.path(), name, "readings", name, true);
     let (expected, crashed) = (job("expected"), job("crashed"));
+    let started = Instant::now();
     expected.run_to_end();
-    (broker, dir, expected, crashed)
+    (broker, dir, expected, crashed, started.elapsed())
 }
 
 const EVENTS: usize = 50_000;
@@ -314,52 +288,35 @@ fn killed_at_random_moments_and_restarted_the_csv_and_the_committed_topic_equal_
     let events = setting("IOTQL_KILL_EVENTS", EVENTS);
     let planned = setting("IOTQL_KILLS", 6);
     let interval: String = setting("IOTQL_KILL_INTERVAL", "200ms".to_string());
-    let spread = setting("IOTQL_KILL_SPREAD_MS", 250);
-    let started = Instant::now();
-    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(events);
-    let reference = started.elapsed();
-    let mut random = Random::new();
-    let mut kills = 0;
-    let mut ended = false;
-    let started = Instant::now();
-    while kills < planned && !ended {
-        let before = crashed.newest_checkpoint();
-        let mut run = crashed.start(&interval);
-        // Progress: a checkpoint of this run; then a kill soon after, in
-        // a batch, a write, a checkpoint or a commit.
-        let started = Instant::now();
-        while crashed.newest_checkpoint() <= before && run.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "no checkpoint:\n{}",
-                run.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(random.below(spread)));
-        ended = run.child.try_wait().unwrap().is_some();
-        if !ended {
-            run.child.kill().unwrap();
-            run.child.wait().unwrap();
-            kills += 1;
-        }
-    }
-    assert!(
-        kills >= planned,
-        "the job ended after {kills} kills: give it more events"
+    let (broker, _dir, expected, crashed, took) = uninterrupted_and_crashed(events);
+    // Kills spread over the run: after progress, a random wait of up to a
+    // share of the uninterrupted run's time.
+    let spread = setting(
+        "IOTQL_KILL_SPREAD_MS",
+        (took.as_millis() as u64 / (2 * planned as u64 + 1)).max(50),
     );
-    crashed.run_to_end();
+    let started = Instant::now();
+    // Progress: a checkpoint of this run; then a kill soon after, in a
+    // batch, a write, a checkpoint or a commit.
+    common::killed_until_done(
+        planned,
+        spread,
+        setting("IOTQL_TEST_SEED", 42),
+        || crashed.command(&interval),
+        || crashed.newest_checkpoint() as usize,
+        1,
+    );
     assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
     eprintln!(
-        "{events} events from Kafka: producing them and an uninterrupted run took {:.1} s; {kills} runs killed with SIGKILL and restarted, then the rest, took {:.1} s; the CSV and the committed topic identical",
-        reference.as_secs_f64(),
+        "{events} events from Kafka: an uninterrupted run took {:.1} s; {planned} runs killed with SIGKILL and restarted took {:.1} s in all; the CSV and the committed topic identical",
+        took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 }
 
 #[test]
 fn a_crash_between_a_checkpoints_save_and_its_commit_resumes_from_the_checkpoint_before() {
-    let (broker, _dir, expected, crashed) = uninterrupted_and_crashed(EVENTS / 5);
+    let (broker, _dir, expected, crashed, _) = uninterrupted_and_crashed(EVENTS / 5);
     // The first commit of a transaction with rows aborts the process, its
     // checkpoint saved: the checkpoint counts rows that were never committed.
     let out = crashed

@@ -32,47 +32,48 @@ pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Runs a job until it ends, killed with SIGKILL up to `planned` times:
-/// each run is started by `start`; once `progress` has grown by `step`
-/// since the run started (checkpoints taken, alerts delivered), after a
-/// random wait below `spread_ms` (repeatable from `seed`), it is killed and
-/// started again. Returns the kills and the last run's output, which must
-/// be a success.
+/// Runs a job until it ends, killed with SIGKILL `planned` times: each run
+/// is started from the command `start` makes; once `progress` has grown by
+/// `step` since the run started (a checkpoint taken, alerts delivered),
+/// after a random wait below `spread_ms` (repeatable from `seed`), it is
+/// killed and started again. Fails when a run makes no progress in 2
+/// minutes, or ends before the planned kills are done (the kills would
+/// not spread over the run: give it more events or a shorter spread).
+/// Returns the last run's stderr, which must end in success.
 pub fn killed_until_done(
     planned: usize,
     spread_ms: u64,
     mut seed: u64,
-    mut start: impl FnMut() -> Child,
+    mut start: impl FnMut() -> Command,
     mut progress: impl FnMut() -> usize,
     step: usize,
-) -> (usize, Output) {
-    let mut kills = 0;
-    loop {
+) -> String {
+    for kill in 0..=planned {
         let before = progress();
-        let mut child = start();
-        if kills < planned {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while progress() < before + step && child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "no progress");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            std::thread::sleep(Duration::from_millis((seed >> 33) % spread_ms));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
+        let mut run = Running::spawn(start());
+        if kill == planned {
+            let status = run.child.wait().unwrap();
+            // Let the stderr reader take the last lines.
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(status.success(), "the last run failed:\n{}", run.stderr());
+            return run.stderr();
         }
-        let out = child.wait_with_output().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress() < before + step && run.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no progress:\n{}", run.stderr());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis((seed >> 33) % spread_ms.max(1)));
         assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            run.child.try_wait().unwrap().is_none(),
+            "the job ended after {kill} of {planned} kills: give it more events or a shorter spread\n{}",
+            run.stderr()
         );
-        return (kills, out);
+        run.child.kill().unwrap();
+        run.child.wait().unwrap();
     }
+    unreachable!("the loop returns at its last run")
 }
 
 /// A port nothing listens on now.
@@ -309,11 +310,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// `iotql ARGS` from the repository, logging at info.
     pub fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iotql"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_iotql"));
+        command
             .args(args)
             .current_dir(repo())
-            .env("IOTQL_LOG", "info")
+            .env("IOTQL_LOG", "info");
+        Running::spawn(command)
+    }
+
+    /// Starts `command`, its stderr collected as it comes (a pipe left
+    /// unread would stop a long run that logs).
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
