@@ -518,6 +518,8 @@ impl Prepared {
                     None
                 };
                 if stopped_at.is_none() {
+                    #[cfg(debug_assertions)]
+                    crash_before_clear_for_tests();
                     // The inputs ended and every row is out: nothing to
                     // resume, and the next run starts over.
                     c.store.clear().map_err(|e| e.to_string())?;
@@ -543,6 +545,20 @@ impl Prepared {
             Ok(outcome)
         });
         (dataflow, result)
+    }
+}
+
+/// With IOTQL_TEST_CRASH_BEFORE_CLEAR set (debug builds, for tests),
+/// aborts the process at the end of a run, its last rows committed, before
+/// its checkpoints are removed: a crash that the last checkpoint is for,
+/// made testable without timing.
+#[cfg(debug_assertions)]
+fn crash_before_clear_for_tests() {
+    if std::env::var_os("IOTQL_TEST_CRASH_BEFORE_CLEAR").is_some() {
+        eprintln!(
+            "IOTQL_TEST_CRASH_BEFORE_CLEAR: aborting at the end, before the checkpoints are removed"
+        );
+        std::process::abort();
     }
 }
 
@@ -894,14 +910,22 @@ fn pump(p: &mut Pump<'_>) -> Result<Outcome, String> {
         if resumable {
             p.dataflow.stop_at_checkpoint()
         } else {
-            p.dataflow.stop()
+            p.dataflow.close_outputs()
         }
         .map_err(|e| e.to_string())?;
         p.drain_dead()?;
     } else {
-        p.dataflow.finish().map_err(|e| e.to_string())?;
+        p.dataflow.end_inputs().map_err(|e| e.to_string())?;
         p.drain_dead()?;
         p.commit_done()?;
+        // A last checkpoint, at the end of the inputs, commits the last
+        // rows (a Kafka transaction, the alert outbox) with it: a crash
+        // before the checkpoints are removed resumes there with nothing
+        // left to do, not from an earlier one whose later rows are
+        // committed already.
+        p.checkpoint()?;
+        p.dataflow.close_outputs().map_err(|e| e.to_string())?;
+        p.drain_dead()?;
     }
     Ok(outcome)
 }

@@ -338,6 +338,35 @@ fn a_crash_between_a_checkpoints_save_and_its_commit_resumes_from_the_checkpoint
     );
 }
 
+#[test]
+fn a_crash_at_the_end_after_the_last_commit_resumes_with_nothing_left_to_do() {
+    let (broker, _dir, expected, crashed, _) = uninterrupted_and_crashed(EVENTS / 5);
+    // The run aborts after its last rows are committed, before its
+    // checkpoints are removed.
+    let out = crashed
+        .command("1h")
+        .env("IOTQL_TEST_CRASH_BEFORE_CLEAR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("IOTQL_TEST_CRASH_BEFORE_CLEAR: aborting"),
+        "the run was to crash at its end (exit {:?}):\n{err}",
+        out.status
+    );
+    // The next run resumes from the checkpoint taken at the end: no row
+    // is written again (from an earlier checkpoint, the rows after it
+    // would be committed twice).
+    let err = crashed.run_to_end();
+    assert!(err.contains("resumed from checkpoint"), "{err}");
+    assert_same(&broker, (&expected, "expected"), (&crashed, "crashed"));
+    assert_eq!(
+        crashed.newest_checkpoint(),
+        0,
+        "the checkpoints are removed"
+    );
+}
+
 /// Waits until `path` has at least `n` rows.
 fn wait_for_rows(path: &Path, n: usize, run: &Running) {
     let started = Instant::now();

@@ -691,11 +691,12 @@ impl Dataflow {
         self.nodes.iter_mut().try_for_each(|n| n.op.flush())
     }
 
-    /// Stops before the inputs end: outputs are flushed and closed, and the
-    /// rows of open windows (and other held events) are not emitted. A live
-    /// input's positions of held events are not committed, so a restarted
-    /// job reads them again and emits those windows whole.
-    pub fn stop(&mut self) -> Result<(), EngineError> {
+    /// Flushes and closes every output ([`Sink::finish`]), once. Before
+    /// the inputs end, this stops the job: the rows of open windows (and
+    /// other held events) are not emitted. A live input's positions of held
+    /// events are not committed, so a restarted job reads them again and
+    /// emits those windows whole.
+    pub fn close_outputs(&mut self) -> Result<(), EngineError> {
         self.nodes.iter_mut().try_for_each(|n| n.op.close())
     }
 
@@ -716,8 +717,18 @@ impl Dataflow {
         self.nodes.iter().filter_map(|n| n.op.held_since()).min()
     }
 
-    /// Ends every input that has not ended.
+    /// Ends every input and closes the outputs: [`Dataflow::end_inputs`],
+    /// then [`Dataflow::close_outputs`].
     pub fn finish(&mut self) -> Result<(), EngineError> {
+        self.end_inputs()?;
+        self.close_outputs()
+    }
+
+    /// Ends every input that has not ended: every row is emitted to the
+    /// outputs, which are flushed but stay open, so that a checkpoint taken
+    /// now commits the last rows with it ([`Dataflow::close_outputs`]
+    /// closes them).
+    pub fn end_inputs(&mut self) -> Result<(), EngineError> {
         let scans: Vec<NodeId> = self.scans.values().copied().collect();
         for scan in scans {
             if !self.nodes[scan].ended {

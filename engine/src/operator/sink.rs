@@ -12,6 +12,8 @@ pub struct SinkOperator {
     name: String,
     sink: Box<dyn Sink>,
     rows: u64,
+    /// Finished (or stopped): the sink is not called again.
+    closed: bool,
 }
 
 impl std::fmt::Debug for SinkOperator {
@@ -28,6 +30,7 @@ impl SinkOperator {
             name: name.to_string(),
             sink,
             rows: 0,
+            closed: false,
         }
     }
 }
@@ -76,8 +79,11 @@ impl Operator for SinkOperator {
         Ok(())
     }
 
+    /// The last rows have come, but the output stays open until
+    /// [`Operator::close`]: a checkpoint taken at the end of the inputs
+    /// commits them with it (see [`crate::Dataflow::end_inputs`]).
     fn on_end(&mut self, _out: &mut Output) -> Result<(), EngineError> {
-        self.sink.finish()
+        self.sink.flush()
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
@@ -85,6 +91,9 @@ impl Operator for SinkOperator {
     }
 
     fn close(&mut self) -> Result<(), EngineError> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
         self.sink.finish()
     }
 
