@@ -112,6 +112,15 @@ enum Command {
         /// Discard the job's checkpoints and start over.
         #[arg(long)]
         fresh: bool,
+        /// Serve the REST API, metrics and dashboard while the job runs, on
+        /// ADDR:PORT (127.0.0.1:8080; an address beyond this machine needs
+        /// --http-token). See docs/http.md.
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<String>,
+        /// The access token every HTTP request must carry (Authorization:
+        /// Bearer TOKEN, or ?token=TOKEN).
+        #[arg(long, env = "IOTQL_HTTP_TOKEN", hide_env_values = true)]
+        http_token: Option<String>,
     },
     /// Parse and check a job file; problems are printed with line, column and a caret.
     Check {
@@ -295,24 +304,39 @@ fn main() -> ExitCode {
             state_dir,
             checkpoint_interval,
             fresh,
-        } => run::run(
-            &file,
-            &run::RunOptions {
-                inputs,
-                references,
-                outputs,
-                out_of_order,
-                late_arrival,
-                late_policy,
-                max_future,
-                dead_letter,
-                batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
-                quiet,
-                state_dir,
-                checkpoint_interval: checkpoint_interval.0,
-                fresh,
-            },
-        ),
+            http,
+            http_token,
+        } => {
+            let http = match http
+                .map(|a| iotql_connectors::serve::HttpOptions::new(&a, http_token))
+                .transpose()
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("iotql run: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run::run(
+                &file,
+                &run::RunOptions {
+                    inputs,
+                    references,
+                    outputs,
+                    out_of_order,
+                    late_arrival,
+                    late_policy,
+                    max_future,
+                    dead_letter,
+                    batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
+                    quiet,
+                    state_dir,
+                    checkpoint_interval: checkpoint_interval.0,
+                    fresh,
+                    http,
+                },
+            )
+        }
         Command::Explain { file } => explain::run(&file),
         Command::Test { path, filter } => test::run(&path, filter.as_deref()),
         Command::Repl {

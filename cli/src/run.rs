@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use iotql_connectors::deadletter::DeadLetterWriter;
 use iotql_connectors::endpoint::{self, OutputSpec};
 use iotql_connectors::file::OutputTarget;
+use iotql_connectors::serve::{self, HttpOptions, JobState, JobView, OutputView, Registry};
 use iotql_dsl::CheckOptions;
 use iotql_engine::dataflow::Dataflow;
 use iotql_engine::plan::{LatePolicy, PlanOptions, TimePolicy};
@@ -44,6 +45,8 @@ pub(crate) struct RunOptions {
     pub checkpoint_interval: Option<Duration>,
     /// Discard the job's checkpoints and start over.
     pub fresh: bool,
+    /// Serve the API, metrics and dashboard while the job runs.
+    pub http: Option<HttpOptions>,
 }
 
 /// The job's checkpoint folder: `--state-dir`, else `JOB.state` beside the
@@ -121,6 +124,27 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // The server listens before the job starts: a port in use stops it
+    // here, and the job's state shows from its first moment.
+    let view = JobView::new(&job_name(file), &file.display().to_string());
+    let _server = match &options.http {
+        Some(http) => {
+            let registry = Registry::new();
+            if let Err(e) = registry.add(view.clone()) {
+                return usage(e);
+            }
+            match serve::Server::start(http, registry) {
+                Ok(s) => {
+                    if !options.quiet {
+                        eprintln!("serving the API and dashboard on http://{}/", s.address());
+                    }
+                    Some(s)
+                }
+                Err(e) => return usage(e),
+            }
+        }
+        None => None,
+    };
     let requested = Arc::new(AtomicBool::new(false));
     let checkpointing = options.checkpoint_interval.map(|interval| {
         // SIGUSR1 takes a checkpoint now (`kill -USR1 PID`).
@@ -155,12 +179,14 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         Err(PrepareError::Runtime(m)) => return runtime(m),
         Err(PrepareError::Invalid(problems)) => return job.refuse(&problems),
     };
+    show(&view, &prepared);
 
     let dead_path = options
         .dead_letter
         .clone()
         .unwrap_or_else(|| file.with_extension("deadletter.jsonl"));
     let mut dead = DeadLetterWriter::new(dead_path);
+    view.count_dead_letters(dead.counter());
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -173,7 +199,9 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     let mut progress = Progress {
         bar: progress_bar(options.quiet, prepared.total_bytes()),
         started: Instant::now(),
+        view: view.clone(),
     };
+    view.set_state(JobState::Running);
     let (dataflow, result) = prepared.execute(
         &mut dead,
         &interrupted,
@@ -183,8 +211,16 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     progress.bar.finish_and_clear();
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => return runtime(e),
+        Err(e) => {
+            view.set_state(JobState::Failed(e.clone()));
+            return runtime(e);
+        }
     };
+    view.set_state(if outcome.interrupted {
+        JobState::Stopped
+    } else {
+        JobState::Completed
+    });
     if !options.quiet {
         summary(
             &job.shown,
@@ -221,10 +257,56 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The progress bar of `iotql run` (a terminal only).
+/// The job's name as the API shows it: its file's name without extension.
+fn job_name(file: &Path) -> String {
+    file.file_stem().map_or_else(
+        || file.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
+/// Shows the job's outputs and counters to the HTTP server (when there is
+/// none, nobody reads them: the cost is a few clones of counter handles).
+fn show(view: &JobView, prepared: &runner::Prepared) {
+    let outputs = prepared
+        .outputs
+        .iter()
+        .map(|(name, spec)| {
+            let store = serve::store::Store::of(spec);
+            // An output with a store is read from it: only its live feed
+            // passes through memory.
+            let tail = if store.is_some() { 0 } else { serve::TAIL_ROWS };
+            OutputView::new(name, spec, tail)
+        })
+        .chain(
+            // Outputs neither bound nor declared print to stdout.
+            prepared
+                .dataflow
+                .output_stats()
+                .iter()
+                .filter(|o| !prepared.outputs.iter().any(|(n, _)| *n == o.name))
+                .map(|o| {
+                    OutputView::new(
+                        &o.name,
+                        &OutputSpec::JsonLines(OutputTarget::Stdout),
+                        serve::TAIL_ROWS,
+                    )
+                }),
+        )
+        .collect();
+    view.set_outputs(outputs);
+    view.attach(
+        prepared.dataflow.input_stats(),
+        prepared.dataflow.output_stats(),
+    );
+}
+
+/// The progress bar of `iotql run` (a terminal only), and the job's state
+/// for the HTTP server.
 struct Progress {
     bar: ProgressBar,
     started: Instant,
+    view: Arc<JobView>,
 }
 
 impl Observer for Progress {
@@ -243,6 +325,10 @@ impl Observer for Progress {
             human_count(rate as u64)
         ));
         None
+    }
+
+    fn checkpointed(&mut self, id: u64) {
+        self.view.checkpointed(id);
     }
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct Prepared {
     checkpoints: Option<Checkpoints>,
     /// The dead-letter file's length in the checkpoint resumed from.
     dead_letters_len: Option<u64>,
+    /// Where each output writes (the HTTP server reads them back).
+    pub outputs: Vec<(String, OutputSpec)>,
 }
 
 /// How a run takes checkpoints (`iotql run`; the REPL takes none).
@@ -218,6 +220,7 @@ pub(crate) fn prepare(
     }
 
     let mut sinks: HashMap<String, Box<dyn Sink>> = HashMap::new();
+    let mut outputs = Vec::new();
     for output in &plan.outputs {
         let spec = match find(bindings.outputs, &output.name) {
             Some(b) => endpoint::parse_output_uri(&b.uri),
@@ -232,6 +235,7 @@ pub(crate) fn prepare(
             output.name.clone(),
             endpoint::open_sink(&output.name, &spec),
         );
+        outputs.push((output.name.clone(), spec));
     }
 
     let (checkpoints, resume) = match checkpointing {
@@ -300,6 +304,7 @@ pub(crate) fn prepare(
         refused,
         checkpoints,
         dead_letters_len,
+        outputs,
     })
 }
 
@@ -413,6 +418,9 @@ pub(crate) trait Observer {
     fn pushed(&mut self, _dataflow: &Dataflow, _events: u64, _bytes: u64) -> Option<Instant> {
         None
     }
+
+    /// Checkpoint `id` is durable.
+    fn checkpointed(&mut self, _id: u64) {}
 }
 
 /// How a run ended.
@@ -453,6 +461,7 @@ impl Prepared {
             refused,
             mut checkpoints,
             dead_letters_len,
+            outputs: _,
         } = self;
         if let Some(len) = dead_letters_len
             && let Err(e) = dead.recover(len)
@@ -661,6 +670,7 @@ impl Pump<'_> {
         c.store.save(&checkpoint).map_err(|e| e.to_string())?;
         tracing::debug!("checkpoint {} taken", c.next_id);
         c.taken = Some(c.next_id);
+        self.observer.checkpointed(c.next_id);
         c.next_id += 1;
         self.dataflow.committed_outputs().map_err(|e| e.to_string())
     }

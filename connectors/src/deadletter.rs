@@ -24,7 +24,8 @@ pub fn in_input_order(letters: &mut [DeadLetter]) {
 pub struct DeadLetterWriter {
     path: PathBuf,
     file: Option<BufWriter<File>>,
-    count: u64,
+    /// Dead letters written; shared with whoever shows it live.
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DeadLetterWriter {
@@ -32,7 +33,7 @@ impl DeadLetterWriter {
         DeadLetterWriter {
             path,
             file: None,
-            count: 0,
+            count: Default::default(),
         }
     }
 
@@ -41,7 +42,12 @@ impl DeadLetterWriter {
     }
 
     pub fn count(&self) -> u64 {
-        self.count
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The count of dead letters written, as it grows (the HTTP server's).
+    pub fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.count.clone()
     }
 
     pub fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
@@ -62,7 +68,8 @@ impl DeadLetterWriter {
             for letter in letters {
                 serde_json::to_writer(&mut *f, letter)?;
                 f.write_all(b"\n")?;
-                self.count += 1;
+                self.count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(())

@@ -4,7 +4,9 @@
 //! SQLite and PostgreSQL tables, Parquet folders, Kafka, MQTT, alert
 //! webhooks, Slack and logs ([`alert`]), stdout, the dead-letter output,
 //! and the device simulator ([`sim`]). Each connector implements the
-//! engine's `Source` or `Sink`; [`throttle`] wraps any sink.
+//! engine's `Source` or `Sink`; [`throttle`] wraps any sink. With the
+//! `serve` feature, `serve` is the HTTP server of `iotql run --http`:
+//! the REST API over the outputs, metrics and the dashboard.
 
 pub mod alert;
 pub(crate) mod backoff;
@@ -20,7 +22,10 @@ pub(crate) mod outage;
 pub mod parquet;
 pub mod postgres;
 pub mod secret;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sim;
+pub(crate) mod sql;
 pub mod sqlite;
 pub(crate) mod template;
 pub mod throttle;

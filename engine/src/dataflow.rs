@@ -86,6 +86,11 @@ pub struct OutputStats {
     /// The sink's own counters (rows written, retries, failures), for a
     /// sink that keeps them.
     pub sink: Option<Arc<crate::io::SinkMetrics>>,
+    /// The columns of the output's rows.
+    pub schema: SchemaRef,
+    /// A tap attached to the output sees every row written to it from
+    /// then on.
+    pub tap: Arc<crate::io::TapSlot>,
 }
 
 pub struct Dataflow {
@@ -106,10 +111,11 @@ impl std::fmt::Debug for Dataflow {
     }
 }
 
-/// Counts the rows a sink receives.
+/// Counts the rows a sink receives and shows them to its tap, if any.
 struct CountingSink {
     inner: Box<dyn Sink>,
     rows: Arc<AtomicU64>,
+    tap: Arc<crate::io::TapSlot>,
 }
 
 impl Sink for CountingSink {
@@ -120,13 +126,21 @@ impl Sink for CountingSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
         self.rows
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.inner.write(batch)
+        self.inner.write(batch)?;
+        if let Some(tap) = self.tap.get() {
+            tap.rows(batch, None);
+        }
+        Ok(())
     }
 
     fn write_at(&mut self, batch: &RecordBatch, event_times: &[i64]) -> Result<(), EngineError> {
         self.rows
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.inner.write_at(batch, event_times)
+        self.inner.write_at(batch, event_times)?;
+        if let Some(tap) = self.tap.get() {
+            tap.rows(batch, Some(event_times));
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
@@ -467,12 +481,19 @@ impl Build<'_> {
             ));
         }
         let rows = Arc::new(AtomicU64::new(0));
+        let tap = Arc::new(crate::io::TapSlot::new());
         self.outputs.push(OutputStats {
             name: output.to_string(),
             rows: rows.clone(),
             sink: sink.metrics(),
+            schema: visible.clone(),
+            tap: tap.clone(),
         });
-        let counting = CountingSink { inner: sink, rows };
+        let counting = CountingSink {
+            inner: sink,
+            rows,
+            tap,
+        };
         Ok((
             Box::new(SinkOperator::new(output, Box::new(counting))),
             schema,

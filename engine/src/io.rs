@@ -137,6 +137,19 @@ pub trait Sink: Send {
     }
 }
 
+/// Sees the rows given to an output as they are written (an HTTP server's
+/// tail of recent rows and its live feed). Called on the dataflow's thread:
+/// it must not block.
+pub trait OutputTap: Send + Sync + std::fmt::Debug {
+    /// Rows written, with each row's event time (microseconds) when the
+    /// output has them.
+    fn rows(&self, batch: &RecordBatch, event_times: Option<&[i64]>);
+}
+
+/// Where a tap is attached to an output, once, while the job runs
+/// ([`crate::dataflow::OutputStats::tap`]).
+pub type TapSlot = std::sync::OnceLock<Arc<dyn OutputTap>>;
+
 /// What a sink counts about its deliveries. Shared: the run summary and a
 /// metrics endpoint read it while the sink writes.
 #[derive(Debug, Default)]

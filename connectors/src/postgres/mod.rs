@@ -36,6 +36,35 @@ use std::time::Duration;
 
 pub use sink::PostgresSink;
 
+/// Runs `sql` (one text column a row: `$1`, `$2`... are `params`, as text)
+/// on the output's server, through the pool its sink uses: the HTTP
+/// server reads an output's rows back with it.
+pub fn query_text(
+    output: &PostgresOutput,
+    sql: &str,
+    params: &[String],
+) -> Result<Vec<String>, String> {
+    let server = server::Server::of(output)?;
+    let mut client = server.get()?;
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    client
+        .query(sql, &params)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0).map_err(|e| e.to_string()))
+        .collect()
+}
+
+impl TableName {
+    /// The name as SQL, quoted.
+    pub fn quoted(&self) -> String {
+        table::qualified(self.schema.as_deref(), &self.name)
+    }
+}
+
 /// Rows per transaction unless `batch_size` says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// How long a row may wait in the buffer unless `max_latency` says otherwise.

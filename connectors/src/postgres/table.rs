@@ -9,6 +9,7 @@ use postgres::types::Type;
 
 use super::ledger::Ledger;
 use super::{PostgresOutput, TableName};
+pub(super) use crate::sql::quote;
 
 /// The table that records, per output without a key, the number of its
 /// last committed batch (in the schema of the output's table).
@@ -168,11 +169,6 @@ impl From<postgres::Error> for StartError {
     fn from(e: postgres::Error) -> Self {
         StartError::Server(e)
     }
-}
-
-/// `name` as an SQL identifier (case kept).
-pub(super) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 pub(super) fn qualified(schema: Option<&str>, name: &str) -> String {

@@ -35,6 +35,7 @@ use iotql_engine::operator::DeadLetter;
 use rusqlite::Connection;
 
 use crate::file::{TIMESTAMP_FORMAT, nested_as_json};
+use crate::sql::quote;
 
 /// Rows per transaction unless `batch_size` says otherwise.
 const DEFAULT_BATCH_SIZE: usize = 10_000;
@@ -205,11 +206,6 @@ impl Affinity {
             Affinity::Numeric
         }
     }
-}
-
-/// `name` quoted as an SQLite identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A column of an existing table (`PRAGMA table_info`).
