@@ -178,8 +178,7 @@ fn a_page_that_renders_fetched_data_is_read_and_photographed() -> Result<(), Bro
     // height less the frame headless Chromium simulates.
     let viewport = browser
         .script("return [innerWidth * devicePixelRatio, innerHeight * devicePixelRatio];")?;
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_harness.png");
-    browser.screenshot(&path)?;
+    let path = browser.keep_screenshot("browser_harness")?;
     let (width, height) = png_size(&path).expect("the screenshot is a PNG");
     assert_eq!(json!([width, height]), viewport);
     assert_eq!(width, WINDOW_SIZE.0);

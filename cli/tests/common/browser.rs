@@ -281,6 +281,15 @@ impl Browser {
             .map_err(|e| BrowserError::new(format!("writing {}: {e}", path.display())))
     }
 
+    /// Saves the viewport as `NAME.png` in the tests' temporary folder
+    /// (`target/tmp/`, kept after the test), where a person can look at
+    /// what the test saw, and returns its path.
+    pub fn keep_screenshot(&self, name: &str) -> Result<PathBuf> {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));
+        self.screenshot(&path)?;
+        Ok(path)
+    }
+
     /// The console's errors and uncaught exceptions since the last call
     /// (ChromeDriver hands each entry out once).
     pub fn console_errors(&self) -> Result<Vec<String>> {
