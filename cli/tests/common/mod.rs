@@ -3,8 +3,11 @@
 //! broker of the test's own (started and stopped by `scripts/kafka-up` /
 //! `kafka-down`, over TLS if asked), producing to it, running the binary and
 //! waiting for a condition; for the crash tests, their settings from the
-//! environment (`checkpoints.rs`, `kafka_exactly_once.rs`).
+//! environment (`checkpoints.rs`, `kafka_exactly_once.rs`); for the tests of
+//! pages, a headless Chromium (`browser`).
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod browser;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
