@@ -653,6 +653,67 @@ fn other_authority(dir: &Path) -> PathBuf {
     cert
 }
 
+/// A broker that checks SASL/PLAIN passwords (Tansu behind
+/// scripts/sasl-proxy: neither test broker checks one itself): a job whose
+/// password comes from the environment reads and writes; with a wrong one
+/// it stops (exit 3) saying why, and neither run prints the password.
+#[test]
+fn sasl_passwords_from_the_environment_are_checked_and_never_printed() {
+    let password = "pa55-from-env";
+    let broker = Broker::start_sasl("edge", password);
+    broker.create_topic("secured", 1);
+    broker.produce("secured", &sample_messages());
+    let dir = tempfile::tempdir().unwrap();
+    let address = broker.address();
+    let sasl = "security_protocol = 'sasl_plaintext', sasl_username = 'edge', sasl_password = '${KAFKA_PASSWORD}'";
+    let job = format!(
+        "CREATE INPUT readings WITH (connector = 'kafka', brokers = '{address}', topic = 'secured',
+    start = 'earliest', until = 'end', {sasl});
+CREATE OUTPUT out WITH (connector = 'csv', path = 'copied.csv');
+{COPY_JOB}"
+    );
+    let copy = write_job(dir.path(), "sasl.asaql", &job);
+    let run = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_iotql"))
+            .args([
+                "run",
+                &copy,
+                "--late-arrival",
+                "3650d",
+                "--checkpoint-interval",
+                "off",
+            ])
+            .env("KAFKA_PASSWORD", secret)
+            .env("IOTQL_LOG", "debug")
+            .output()
+            .unwrap()
+    };
+    let out = run(password);
+    let err = ok(&out);
+    assert!(!err.contains(password), "the password was printed:\n{err}");
+    let from_file = run_to_end(
+        &write_job(dir.path(), "file.asaql", COPY_JOB),
+        "readings=csv:queries/data/readings.csv",
+        &dir.path().join("file.csv"),
+    );
+    let copied = rows(&dir.path().join("copied.csv"));
+    assert_eq!(copied.len(), sample_messages().len());
+    assert_eq!(copied, from_file);
+
+    let out = run("not-the-password");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("Authentication failed: Invalid username or password")
+            && err.contains("check security_protocol, the SASL credentials"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-password"),
+        "the password was printed:\n{err}"
+    );
+}
+
 /// TLS for real: a broker reached only through a TLS listener (Tansu behind
 /// scripts/tls-proxy, with a certificate for 127.0.0.1 signed by an
 /// authority made for the test). A job with `ssl_ca` naming that authority

@@ -94,6 +94,8 @@ pub struct Broker {
     pub port: u16,
     /// Reached over TLS only: the authority that signed its certificate.
     pub tls_ca: Option<PathBuf>,
+    /// Reached with a SASL/PLAIN login only: the user and password.
+    pub sasl: Option<(String, String)>,
 }
 
 impl Broker {
@@ -103,6 +105,7 @@ impl Broker {
             kind,
             port: free_port(),
             tls_ca: None,
+            sasl: None,
         };
         broker.up(false);
         broker
@@ -115,6 +118,7 @@ impl Broker {
             kind: "tansu".into(),
             port: free_port(),
             tls_ca: None,
+            sasl: None,
         };
         broker.script(&["kafka-up", "tansu", "--tls"]);
         let state = std::env::var("IOTQL_KAFKA_STATE").map_or_else(
@@ -133,7 +137,23 @@ impl Broker {
         broker
     }
 
-    /// A client configuration for this broker (TLS when it takes only that).
+    /// A Tansu broker that takes SASL/PLAIN logins of `user` only
+    /// (`scripts/kafka-up tansu --sasl`: behind a proxy that checks them).
+    pub fn start_sasl(user: &str, password: &str) -> Broker {
+        let broker = Broker {
+            kind: "tansu".into(),
+            port: free_port(),
+            tls_ca: None,
+            sasl: Some((user.into(), password.into())),
+        };
+        let users = std::env::temp_dir().join(format!("iotql-kafka-users-{}", broker.port));
+        std::fs::write(&users, format!("{user}:{password}\n")).unwrap();
+        broker.script(&["kafka-up", "tansu", "--sasl", users.to_str().unwrap()]);
+        broker
+    }
+
+    /// A client configuration for this broker (TLS or SASL when it takes
+    /// only that).
     pub fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.address());
@@ -141,6 +161,13 @@ impl Broker {
             config
                 .set("security.protocol", "ssl")
                 .set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some((user, password)) = &self.sasl {
+            config
+                .set("security.protocol", "sasl_plaintext")
+                .set("sasl.mechanisms", "PLAIN")
+                .set("sasl.username", user)
+                .set("sasl.password", password);
         }
         config
     }
