@@ -13,7 +13,9 @@
 #   lines to the dead-letter file;
 # - kafka: cli/tests/kafka_exactly_once.rs (6 kills over 50k events in CI):
 #   a topic of 3 partitions through a per-device window to a CSV file and a
-#   Kafka topic read back read_committed (its own broker, scripts/kafka-up).
+#   Kafka topic read back read_committed (its own broker, scripts/kafka-up;
+#   at 10M events run it on Tansu, IOTQL_KAFKA_BROKER=tansu: noida answers a
+#   fetch of a 10M-event partition with one response past librdkafka's bound).
 # Each run is killed at a random moment after its first checkpoint, within
 # a share of the uninterrupted run's time (IOTQL_KILL_SPREAD_MS sets it),
 # so that the kills spread over the whole input. Each test prints what it
