@@ -40,8 +40,9 @@ struct Job {
 }
 
 impl Job {
-    /// `fleet`: the `sim:` input's options.
-    fn start(fleet: &str) -> Job {
+    /// `fleet`: the `sim:` input's options; `token`: the server's access
+    /// token, which the page's URL then carries.
+    fn start(fleet: &str, token: Option<&str>) -> Job {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("dashboard.db");
         let alert_log = dir.path().join("alerts.jsonl");
@@ -69,6 +70,10 @@ impl Job {
             "--output".into(),
             format!("alerts=log:{}", alert_log.display()),
         ];
+        let mut args = args.to_vec();
+        if let Some(token) = token {
+            args.extend(["--http-token".into(), token.into()]);
+        }
         let run = Running::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let mut url = String::new();
         common::wait_for(Duration::from_secs(60), "the HTTP server's address", || {
@@ -81,6 +86,9 @@ impl Job {
                 None => false,
             }
         });
+        if let Some(token) = token {
+            url.push_str(&format!("?token={token}"));
+        }
         Job {
             _run: run,
             url,
@@ -246,7 +254,12 @@ fn the_dashboard_shows_what_the_job_produced() -> Result<(), BrowserError> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // 48 devices, a reading each 5 s of event time, about 2 s of event
     // time a second; anomalies often enough for alerts within seconds.
-    let job = Job::start("sites=3&zones=4&devices=4&interval=5s&rate=20&anomalies=0.05&seed=3");
+    // With an access token: the page must send it on, to fetch and to
+    // the event streams, or it shows nothing.
+    let job = Job::start(
+        "sites=3&zones=4&devices=4&interval=5s&rate=20&anomalies=0.05&seed=3",
+        Some("s3cret-t0ken"),
+    );
     let browser = Browser::start()?;
     browser.goto(&job.url)?;
 
@@ -292,6 +305,22 @@ fn the_dashboard_shows_what_the_job_produced() -> Result<(), BrowserError> {
     assert!(
         shown.values().any(|(s, _)| s == "alert"),
         "no device shows an alert: {shown:?}"
+    );
+
+    // A battery under 20 % and a device far behind the newest, given to
+    // the grid as live rows would be: their statuses.
+    let statuses = browser.script(
+        "const d = window.dashboard;
+         const [device, entry] = Array.from(d.grid.entries).find(([, e]) => e.status === 'normal');
+         d.updateGrid([{ ...entry.row, battery_pct: 12.5 }]);
+         const low = [entry.tr.dataset.status, entry.badge.textContent];
+         const behind = new Date(d.grid.newest - 120000).toISOString();
+         d.updateGrid([{ ...entry.row, ts: behind }]);
+         return [low, [entry.tr.dataset.status, entry.badge.textContent]];",
+    )?;
+    assert_eq!(
+        statuses,
+        json!([["battery low", "battery low"], ["silent", "silent"]])
     );
 
     // The chart: per site, the average temperature of the site windows
@@ -377,7 +406,10 @@ fn chart_matches_table(browser: &Browser, table: &[Row]) -> Result<(), String> {
 #[test]
 fn a_thousand_devices_fill_the_grid_and_an_update_is_timed() -> Result<(), BrowserError> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let job = Job::start("sites=10&zones=10&devices=10&interval=5s&rate=1000&anomalies=0.01");
+    let job = Job::start(
+        "sites=10&zones=10&devices=10&interval=5s&rate=1000&anomalies=0.01",
+        None,
+    );
     let browser = Browser::start()?;
     browser.goto(&job.url)?;
     browser.wait_for(

@@ -740,31 +740,38 @@ function current() {
   return state.jobs.get(state.job);
 }
 
-document.getElementById("job").addEventListener("change", (e) => {
-  state.job = e.target.value;
-  state.ready = false;
-  refresh().catch((error) => console.error(error));
-});
-document.getElementById("grid-output").addEventListener("change", (e) => {
-  const job = current();
-  setUpGrid(job, job.outputs.find((o) => o.name === e.target.value));
-});
-for (const id of ["chart-output", "chart-measure", "chart-per"]) {
-  document.getElementById(id).addEventListener("change", () => setUpChart(current()));
+// The page loads this file before or after it has parsed the body (a
+// script added by index.html): the wiring waits for the body.
+function start() {
+  document.getElementById("job").addEventListener("change", (e) => {
+    state.job = e.target.value;
+    state.ready = false;
+    refresh().catch((error) => console.error(error));
+  });
+  document.getElementById("grid-output").addEventListener("change", (e) => {
+    const job = current();
+    setUpGrid(job, job.outputs.find((o) => o.name === e.target.value));
+  });
+  for (const id of ["chart-output", "chart-measure", "chart-per"]) {
+    document.getElementById(id).addEventListener("change", () => setUpChart(current()));
+  }
+  document.getElementById("heatmap-measure").addEventListener("change", (e) => {
+    heatmap.measure = e.target.value;
+    scheduleHeatmap();
+  });
+  addEventListener("resize", () => {
+    scheduleChart();
+    scheduleHeatmap();
+  });
+  // Silence comes with time, not only with rows.
+  setInterval(scheduleStatuses, 1000);
+
+  refresh().catch((e) => console.error(e));
+  setInterval(() => refresh().catch((e) => console.error(e)), 2000);
 }
-document.getElementById("heatmap-measure").addEventListener("change", (e) => {
-  heatmap.measure = e.target.value;
-  scheduleHeatmap();
-});
-addEventListener("resize", () => {
-  scheduleChart();
-  scheduleHeatmap();
-});
-// Silence comes with time, not only with rows.
-setInterval(scheduleStatuses, 1000);
 
 // For the tests and for a person at the console.
 window.dashboard = { state, grid, chart, alerts, heatmap, updateGrid };
 
-refresh().catch((e) => console.error(e));
-setInterval(() => refresh().catch((e) => console.error(e)), 2000);
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
