@@ -279,7 +279,7 @@ function setUpGrid(job, output) {
   grid.columns = output.columns.map((c) => c.name).filter((c) => c !== grid.device);
   grid.times = new Set(output.columns.filter(isTime).map((c) => c.name));
   const kinds = ["text", "status", ...grid.columns.map((name) => cellKind(output, name))];
-  const widths = { text: "minmax(3.5em, 0.6fr)", status: "6.5em", time: "5.5em", num: "minmax(4em, 1fr)" };
+  const widths = { text: "minmax(4.5em, 0.6fr)", status: "6.5em", time: "5.5em", num: "minmax(4em, 1fr)" };
   document.getElementById("devices").style.setProperty("--columns", "11em " + kinds.slice(1).map((k) => widths[k]).join(" "));
   grid.kinds = kinds;
   const head = [grid.device, "status", ...grid.columns].map((name, i) => {
