@@ -39,20 +39,25 @@ function live(job, output, onRow, onLagged) {
   return source;
 }
 
-// Opens the live stream first and keeps its rows until the initial rows
-// (`load`) have come, then hands both over in order: no row written in
-// between is lost, and a row seen twice is harmless to the panels (they
-// upsert or skip what they hold).
+// Opens the live stream, and once it is open (the server subscribes it
+// before it answers) reads the initial rows (`load`), keeping the live
+// rows that come meanwhile; then hands both over in order. So no row
+// written in between is lost, and a row seen twice is harmless (the panels
+// upsert or skip what they hold). After a reconnection, the same again:
+// the rows missed while away come with the new initial rows.
 function loadThenLive(job, output, load, apply, reload) {
-  let buffered = [];
+  let buffered = null;
   const source = live(job, output, (row) => (buffered ? buffered.push(row) : apply([row])), reload);
-  load()
-    .then((rows) => {
-      const early = buffered;
-      buffered = null;
-      apply(rows.concat(early));
-    })
-    .catch((e) => console.error(e));
+  source.addEventListener("open", () => {
+    buffered = buffered || [];
+    load()
+      .then((rows) => {
+        const early = buffered || [];
+        buffered = null;
+        apply(rows.concat(early));
+      })
+      .catch((e) => console.error(e));
+  });
   return source;
 }
 
