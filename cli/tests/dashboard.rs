@@ -355,7 +355,7 @@ fn the_dashboard_shows_what_the_job_produced() -> Result<(), BrowserError> {
     // The chart: per site, the average temperature of the site windows
     // (a window the page has may be committed a moment later).
     until("the chart's points in the site windows table", || {
-        chart_matches_table(&browser, &job.table("site_windows"))
+        chart_matches_table(&browser, &job, ("site_windows", "avg_temp_c", "site"))
     });
 
     // The alert feed: rows of the alert log, each showing its device and
@@ -381,12 +381,40 @@ fn the_dashboard_shows_what_the_job_produced() -> Result<(), BrowserError> {
 
     assert_eq!(browser.console_errors()?, Vec::<String>::new());
     keep_screenshot(&browser)?;
+
+    // Another output, series and measure, chosen in the menus: the peak
+    // temperature per device, the first 12 devices.
+    browser.script(
+        "for (const [id, value] of [['chart-output', 'device_windows'], ['chart-per', 'device_id'],
+                                    ['chart-measure', 'max_temp_c']]) {
+             const select = document.getElementById(id);
+             select.value = value;
+             select.dispatchEvent(new Event('change'));
+         }",
+    )?;
+    until("the chart's points in the device windows table", || {
+        chart_matches_table(
+            &browser,
+            &job,
+            ("device_windows", "max_temp_c", "device_id"),
+        )
+    });
+    assert_eq!(
+        browser.text("#chart-note")?,
+        "the first 12 of 48 device_ids"
+    );
+    assert_eq!(browser.console_errors()?, Vec::<String>::new());
     Ok(())
 }
 
-/// The chart against the site windows table: the chart's choices, a line
-/// per site, each point a window's average temperature.
-fn chart_matches_table(browser: &Browser, table: &[Row]) -> Result<(), String> {
+/// The chart against its output's table: the choices (output, measure,
+/// the column of the series), a line per series for the first 12 of the
+/// table's (in order), each point a row's value of the measure.
+fn chart_matches_table(
+    browser: &Browser,
+    job: &Job,
+    (output, measure, per): (&str, &str, &str),
+) -> Result<(), String> {
     let chart = browser
         .script(
             "const c = window.dashboard.chart;
@@ -396,39 +424,43 @@ fn chart_matches_table(browser: &Browser, table: &[Row]) -> Result<(), String> {
                              points: c.series.get(p.dataset.series).map(([t, v]) => [new Date(t).toISOString(), v]) })) };",
         )
         .map_err(|e| e.to_string())?;
-    assert_eq!(
-        (&chart["output"], &chart["measure"], &chart["per"]),
-        (&json!("site_windows"), &json!("avg_temp_c"), &json!("site"))
-    );
-    let windows: BTreeMap<(&str, &str), &Value> = table
+    if (&chart["output"], &chart["measure"], &chart["per"])
+        != (&json!(output), &json!(measure), &json!(per))
+    {
+        return Err(format!("the chart shows {chart}"));
+    }
+    let table = job.table(output);
+    let values: BTreeMap<(&str, &str), &Value> = table
         .iter()
         .map(|r| {
-            let key = (
-                r["site"].as_str().unwrap(),
-                r["window_end"].as_str().unwrap(),
-            );
-            (key, &r["avg_temp_c"])
+            let key = (r[per].as_str().unwrap(), r["window_end"].as_str().unwrap());
+            (key, &r[measure])
         })
         .collect();
-    let mut sites = BTreeSet::new();
+    let mut series = BTreeSet::new();
     for path in chart["paths"].as_array().unwrap() {
-        let site = path["series"].as_str().unwrap();
+        let key = path["series"].as_str().unwrap();
         let points = path["points"].as_array().unwrap();
         assert_eq!(path["commands"], json!(points.len()), "{path}");
         for point in points {
-            let key = (site, point[0].as_str().unwrap());
-            if windows.get(&key).and_then(|v| v.as_f64()) != point[1].as_f64() {
+            let at = (key, point[0].as_str().unwrap());
+            if values.get(&at).and_then(|v| v.as_f64()) != point[1].as_f64() {
                 return Err(format!(
-                    "{key:?} is {}, the table has {:?}",
+                    "{at:?} is {}, the table has {:?}",
                     point[1],
-                    windows.get(&key)
+                    values.get(&at)
                 ));
             }
         }
-        sites.insert(site);
+        series.insert(key);
     }
-    let stored: BTreeSet<&str> = windows.keys().map(|(s, _)| *s).collect();
-    assert_eq!(sites, stored);
+    let stored: BTreeSet<&str> = values.keys().map(|(s, _)| *s).collect();
+    let first: BTreeSet<&str> = stored.into_iter().take(12).collect();
+    if series != first {
+        return Err(format!(
+            "the chart's lines are {series:?}, the table's first {first:?}"
+        ));
+    }
     Ok(())
 }
 
