@@ -110,6 +110,15 @@ fn every_bundled_job_runs() {
         let mut args = vec!["run".to_string(), path.display().to_string(), "-q".into()];
         let mut files = Vec::new();
         for s in &script.statements {
+            // A simulated fleet plays until Ctrl+C: here, a bounded one.
+            if let iotql_dsl::ast::Statement::CreateInput(i) = s
+                && i.options
+                    .iter()
+                    .any(|o| o.key.value.eq_ignore_ascii_case("connector") && o.value == "sim")
+            {
+                args.push("--input".into());
+                args.push(format!("{}=sim:?count=3000&rate=max", i.name.value));
+            }
             if let iotql_dsl::ast::Statement::CreateOutput(o) = s {
                 let file = out.join(format!("{}.csv", o.name.value));
                 args.push("--output".into());
