@@ -69,6 +69,16 @@ impl Served {
         Served { run, base, dir }
     }
 
+    /// Waits until the job has read some events.
+    fn wait_for_readings(&self) {
+        wait_for(Duration::from_secs(60), "readings", || {
+            self.get("/api/jobs/fleet").1["events_in"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        });
+    }
+
     fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
@@ -347,12 +357,7 @@ fn parquet_rows(dir: &Path) -> (Vec<BTreeMap<String, Value>>, String) {
 #[test]
 fn live_rows_metrics_and_the_openapi_document() {
     let served = Served::start(&[]);
-    wait_for(Duration::from_secs(60), "readings", || {
-        served.get("/api/jobs/fleet").1["events_in"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-    });
+    served.wait_for_readings();
 
     // Live rows of one device, as the job writes them.
     let device = "site-1/zone-1/dev-1";
@@ -468,12 +473,7 @@ fn live_rows_metrics_and_the_openapi_document() {
 #[test]
 fn bad_requests_are_400s_and_404s_that_say_what_is_wrong_and_the_api_is_read_only() {
     let served = Served::start(&[]);
-    wait_for(Duration::from_secs(60), "readings", || {
-        served.get("/api/jobs/fleet").1["events_in"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-    });
+    served.wait_for_readings();
     let rows = "/api/jobs/fleet/outputs/all_readings/rows";
     for (query, status, says) in [
         ("?from=yesterday", 400, "`yesterday` is not a time"),

@@ -173,6 +173,15 @@ pub fn iso(micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Query parameters as the server receives them, for tests.
+#[cfg(test)]
+pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,12 +199,8 @@ mod tests {
         ])
     }
 
-    fn parse(params: &[(&str, &str)]) -> Result<RowQuery, String> {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        RowQuery::parse(&params, &schema(), false)
+    fn parse(pairs: &[(&str, &str)]) -> Result<RowQuery, String> {
+        RowQuery::parse(&params(pairs), &schema(), false)
     }
 
     #[test]

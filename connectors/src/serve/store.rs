@@ -325,12 +325,8 @@ mod tests {
         ])
     }
 
-    fn query(params: &[(&str, &str)], newest_first: bool) -> RowQuery {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        RowQuery::parse(&params, &schema(), newest_first).unwrap()
+    fn query(pairs: &[(&str, &str)], newest_first: bool) -> RowQuery {
+        RowQuery::parse(&super::super::query::params(pairs), &schema(), newest_first).unwrap()
     }
 
     #[test]
