@@ -271,13 +271,7 @@ fn show(view: &JobView, prepared: &runner::Prepared) {
     let outputs = prepared
         .outputs
         .iter()
-        .map(|(name, spec)| {
-            let store = serve::store::Store::of(spec);
-            // An output with a store is read from it: only its live feed
-            // passes through memory.
-            let tail = if store.is_some() { 0 } else { serve::TAIL_ROWS };
-            OutputView::new(name, spec, tail)
-        })
+        .map(|(name, spec)| OutputView::new(name, spec))
         .chain(
             // Outputs neither bound nor declared print to stdout.
             prepared
@@ -285,13 +279,7 @@ fn show(view: &JobView, prepared: &runner::Prepared) {
                 .output_stats()
                 .iter()
                 .filter(|o| !prepared.outputs.iter().any(|(n, _)| *n == o.name))
-                .map(|o| {
-                    OutputView::new(
-                        &o.name,
-                        &OutputSpec::JsonLines(OutputTarget::Stdout),
-                        serve::TAIL_ROWS,
-                    )
-                }),
+                .map(|o| OutputView::new(&o.name, &OutputSpec::JsonLines(OutputTarget::Stdout))),
         )
         .collect();
     view.set_outputs(outputs);

@@ -255,10 +255,7 @@ pub async fn live(
             loop {
                 let event = match receiver.recv().await {
                     Ok(row) => {
-                        let pass = filters
-                            .iter()
-                            .all(|(c, v)| super::tail::text(row.values.get(c)) == *v);
-                        if !pass {
+                        if !super::tail::passes(&row, &filters) {
                             continue;
                         }
                         Event::default()

@@ -217,12 +217,16 @@ pub struct OutputView {
 }
 
 impl OutputView {
-    /// The view of an output bound to `spec`.
-    pub fn new(name: &str, spec: &OutputSpec, tail_rows: usize) -> Arc<OutputView> {
+    /// The view of an output bound to `spec`. An output with a store is
+    /// read from it: only its live feed passes through memory; another
+    /// keeps its latest [`super::TAIL_ROWS`] rows.
+    pub fn new(name: &str, spec: &OutputSpec) -> Arc<OutputView> {
+        let store = Store::of(spec);
+        let tail_rows = if store.is_some() { 0 } else { super::TAIL_ROWS };
         Arc::new(OutputView {
             name: name.to_string(),
             connector: connector(spec),
-            store: Store::of(spec),
+            store,
             tail: Arc::new(Tail::new(tail_rows)),
             stats: OnceLock::new(),
         })

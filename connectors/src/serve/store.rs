@@ -265,10 +265,7 @@ async fn parquet_rows(
         .map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for batch in &batches {
-        let lines = crate::file::jsonl::json_lines(batch).map_err(|e| e.to_string())?;
-        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            rows.push(serde_json::from_slice(line).map_err(|e| e.to_string())?);
-        }
+        rows.extend(super::tail::json_objects(batch)?);
     }
     Ok(rows)
 }

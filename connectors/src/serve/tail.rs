@@ -112,20 +112,27 @@ impl OutputTap for Tail {
 
 /// `batch`'s rows as JSON objects, written as the JSON-lines output writes
 /// them (datetimes RFC 3339 UTC, NULL as null).
-fn to_rows(batch: &RecordBatch, event_times: Option<&[i64]>) -> Result<Vec<Arc<Row>>, String> {
+pub fn json_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, String> {
     let lines = crate::file::jsonl::json_lines(batch).map_err(|e| e.to_string())?;
     lines
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
+        .map(|line| serde_json::from_slice(line).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// `batch`'s rows with their event times.
+fn to_rows(batch: &RecordBatch, event_times: Option<&[i64]>) -> Result<Vec<Arc<Row>>, String> {
+    Ok(json_objects(batch)?
+        .into_iter()
         .enumerate()
-        .map(|(i, line)| {
-            let values = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-            Ok(Arc::new(Row {
+        .map(|(i, values)| {
+            Arc::new(Row {
                 event_time: event_times.and_then(|t| t.get(i).copied()),
                 values,
-            }))
+            })
         })
-        .collect()
+        .collect())
 }
 
 /// A value as text, for filters and keys: strings as they are, others as
@@ -147,8 +154,12 @@ fn matches(row: &Row, query: &RowQuery) -> bool {
             return false;
         }
     }
-    query
-        .filters
+    passes(row, &query.filters)
+}
+
+/// Whether `row` has each column's value of `filters` (compared as text).
+pub fn passes(row: &Row, filters: &[(String, String)]) -> bool {
+    filters
         .iter()
         .all(|(column, value)| text(row.values.get(column)) == *value)
 }
