@@ -46,6 +46,10 @@ impl<V> Family<V> {
             values: Vec::new(),
         }
     }
+
+    fn push(&mut self, labels: &Labels, value: V) {
+        self.values.push((labels.clone(), value));
+    }
 }
 
 impl Family<u64> {
@@ -72,113 +76,131 @@ impl Family<f64> {
 
 impl Collector for Jobs {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let jobs = self.0.jobs();
         let now_us = now_ms() * 1000;
-        let mut counters = [
-            Family::new("iotql_events_in", "Events read by an input."),
-            Family::new(
-                "iotql_late_adjusted",
-                "Events later than the late-arrival tolerance whose time was set to the watermark.",
-            ),
-            Family::new(
-                "iotql_late_dropped",
-                "Events later than the late-arrival tolerance that were dropped.",
-            ),
-            Family::new("iotql_rows_out", "Rows the job gave an output."),
-            Family::new(
-                "iotql_sink_rows_written",
-                "Rows an output's destination has taken (committed, acknowledged).",
-            ),
-            Family::new(
-                "iotql_sink_retries",
-                "Writes an output made again after a failure.",
-            ),
-            Family::new(
-                "iotql_sink_failures",
-                "Rows an output gave up on (sent to the dead-letter output).",
-            ),
-            Family::new(
-                "iotql_sink_outages",
-                "Times an output's destination became unreachable.",
-            ),
-            Family::new(
-                "iotql_dead_lettered",
-                "Events and rows written to the dead-letter output.",
-            ),
-        ];
-        let mut gauges = [
-            Family::new(
-                "iotql_watermark_delay_seconds",
-                "How far an input's watermark is behind the wall clock.",
-            ),
-            Family::new(
-                "iotql_sink_down",
-                "1 while an output's destination is unreachable, else 0.",
-            ),
-            Family::new("iotql_job_running", "1 while the job runs, else 0."),
-            Family::new(
-                "iotql_last_checkpoint_timestamp_seconds",
-                "When the job's newest checkpoint was taken (Unix time; 0: none).",
-            ),
-        ];
-        for job in &jobs {
-            collect(job, now_us, &mut counters, &mut gauges);
+        let mut m = Families::new();
+        for job in &self.0.jobs() {
+            m.collect(job, now_us);
         }
-        for family in &counters {
+        for family in [
+            &m.events_in,
+            &m.late_adjusted,
+            &m.late_dropped,
+            &m.rows_out,
+            &m.rows_written,
+            &m.retries,
+            &m.failures,
+            &m.outages,
+            &m.dead_lettered,
+        ] {
             family.counters(&mut encoder)?;
         }
-        for family in &gauges {
+        for family in [&m.watermark_delay, &m.sink_down, &m.running, &m.checkpoint] {
             family.gauges(&mut encoder)?;
         }
         Ok(())
     }
 }
 
-fn collect(
-    job: &JobView,
-    now_us: i64,
-    counters: &mut [Family<u64>; 9],
-    gauges: &mut [Family<f64>; 4],
-) {
-    let name = || ("job", job.name.clone());
-    for input in job.inputs() {
-        let labels = vec![name(), ("input", input.name.clone())];
-        let s = &input.stats;
-        for (family, value) in [
-            (0, s.events_in.load(Ordering::Relaxed)),
-            (1, s.late_adjusted.load(Ordering::Relaxed)),
-            (2, s.late_dropped.load(Ordering::Relaxed)),
-        ] {
-            counters[family].values.push((labels.clone(), value));
-        }
-        let watermark = s.watermark.load(Ordering::Relaxed);
-        if watermark != i64::MIN {
-            let delay = (now_us - watermark) as f64 / 1e6;
-            gauges[0].values.push((labels, delay));
+/// Every metric of a scrape, by name.
+struct Families {
+    events_in: Family<u64>,
+    late_adjusted: Family<u64>,
+    late_dropped: Family<u64>,
+    rows_out: Family<u64>,
+    rows_written: Family<u64>,
+    retries: Family<u64>,
+    failures: Family<u64>,
+    outages: Family<u64>,
+    dead_lettered: Family<u64>,
+    watermark_delay: Family<f64>,
+    sink_down: Family<f64>,
+    running: Family<f64>,
+    checkpoint: Family<f64>,
+}
+
+impl Families {
+    fn new() -> Families {
+        Families {
+            events_in: Family::new("iotql_events_in", "Events read by an input."),
+            late_adjusted: Family::new(
+                "iotql_late_adjusted",
+                "Events later than the late-arrival tolerance whose time was set to the watermark.",
+            ),
+            late_dropped: Family::new(
+                "iotql_late_dropped",
+                "Events later than the late-arrival tolerance that were dropped.",
+            ),
+            rows_out: Family::new("iotql_rows_out", "Rows the job gave an output."),
+            rows_written: Family::new(
+                "iotql_sink_rows_written",
+                "Rows an output's destination has taken (committed, acknowledged).",
+            ),
+            retries: Family::new(
+                "iotql_sink_retries",
+                "Writes an output made again after a failure.",
+            ),
+            failures: Family::new(
+                "iotql_sink_failures",
+                "Rows an output gave up on (sent to the dead-letter output).",
+            ),
+            outages: Family::new(
+                "iotql_sink_outages",
+                "Times an output's destination became unreachable.",
+            ),
+            dead_lettered: Family::new(
+                "iotql_dead_lettered",
+                "Events and rows written to the dead-letter output.",
+            ),
+            watermark_delay: Family::new(
+                "iotql_watermark_delay_seconds",
+                "How far an input's watermark is behind the wall clock.",
+            ),
+            sink_down: Family::new(
+                "iotql_sink_down",
+                "1 while an output's destination is unreachable, else 0.",
+            ),
+            running: Family::new("iotql_job_running", "1 while the job runs, else 0."),
+            checkpoint: Family::new(
+                "iotql_last_checkpoint_timestamp_seconds",
+                "When the job's newest checkpoint was taken (Unix time; 0: none).",
+            ),
         }
     }
-    for output in job.outputs() {
-        let labels = vec![name(), ("output", output.name.clone())];
-        counters[3].values.push((labels.clone(), output.rows()));
-        let Some(m) = output.stats().and_then(|s| s.sink.clone()) else {
-            continue;
-        };
-        for (family, value) in [
-            (4, m.rows_written.load(Ordering::Relaxed)),
-            (5, m.retries.load(Ordering::Relaxed)),
-            (6, m.failures.load(Ordering::Relaxed)),
-            (7, m.outages.load(Ordering::Relaxed)),
-        ] {
-            counters[family].values.push((labels.clone(), value));
+
+    /// Adds `job`'s values.
+    fn collect(&mut self, job: &JobView, now_us: i64) {
+        let name = || ("job", job.name.clone());
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        for input in job.inputs() {
+            let labels = vec![name(), ("input", input.name.clone())];
+            let s = &input.stats;
+            self.events_in.push(&labels, load(&s.events_in));
+            self.late_adjusted.push(&labels, load(&s.late_adjusted));
+            self.late_dropped.push(&labels, load(&s.late_dropped));
+            let watermark = s.watermark.load(Ordering::Relaxed);
+            if watermark != i64::MIN {
+                let delay = (now_us - watermark) as f64 / 1e6;
+                self.watermark_delay.push(&labels, delay);
+            }
         }
-        let down = m.down_since_ms.load(Ordering::Relaxed) != 0;
-        gauges[1].values.push((labels, f64::from(u8::from(down))));
+        for output in job.outputs() {
+            let labels = vec![name(), ("output", output.name.clone())];
+            self.rows_out.push(&labels, output.rows());
+            let Some(m) = output.stats().and_then(|s| s.sink.clone()) else {
+                continue;
+            };
+            self.rows_written.push(&labels, load(&m.rows_written));
+            self.retries.push(&labels, load(&m.retries));
+            self.failures.push(&labels, load(&m.failures));
+            self.outages.push(&labels, load(&m.outages));
+            let down = m.down_since_ms.load(Ordering::Relaxed) != 0;
+            self.sink_down.push(&labels, f64::from(u8::from(down)));
+        }
+        let labels = vec![name()];
+        self.dead_lettered.push(&labels, job.dead_letters());
+        let running = job.state() == super::registry::JobState::Running;
+        self.running.push(&labels, f64::from(u8::from(running)));
+        let checkpoint = job.checkpoint_ms.load(Ordering::Relaxed) as f64 / 1e3;
+        self.checkpoint.push(&labels, checkpoint);
     }
-    counters[8].values.push((vec![name()], job.dead_letters()));
-    let running = job.state() == super::registry::JobState::Running;
-    gauges[2]
-        .values
-        .push((vec![name()], f64::from(u8::from(running))));
-    let checkpoint = job.checkpoint_ms.load(Ordering::Relaxed) as f64 / 1e3;
-    gauges[3].values.push((vec![name()], checkpoint));
 }
