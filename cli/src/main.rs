@@ -11,6 +11,7 @@ mod reference;
 mod repl;
 mod run;
 mod runner;
+mod serve;
 mod simulate;
 mod test;
 
@@ -61,6 +62,80 @@ fn parse_binding(s: &str) -> Result<Binding, String> {
     }
 }
 
+/// The flags of `iotql run` that `iotql serve` gives each of its jobs.
+#[derive(Debug, clap::Args)]
+struct JobFlags {
+    /// How far out of order events may arrive without being late (e.g. 5s).
+    #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "0s")]
+    out_of_order: std::time::Duration,
+    /// How long after their event time events may arrive (sources with an arrival time).
+    #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "5s")]
+    late_arrival: std::time::Duration,
+    /// What happens to late events: adjust their time to the watermark, or drop them.
+    #[arg(long, default_value = "adjust")]
+    late_policy: iotql_engine::plan::LatePolicy,
+    /// Refuse events timed more than this ahead of the clock (or of their arrival), or `none`.
+    #[arg(long, value_parser = iotql_engine::plan::parse_max_future, default_value = "1d")]
+    max_future: run::MaxFuture,
+    /// Events per batch read from an input.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// How often a checkpoint is taken (also when stopping, and on
+    /// SIGUSR1); `off`: none, a stopped run starts over.
+    #[arg(long, value_parser = parse_interval, default_value = "10s")]
+    checkpoint_interval: Interval,
+    /// Discard the job's checkpoints and start over.
+    #[arg(long)]
+    fresh: bool,
+    /// Serve the REST API, metrics and dashboard while the job runs, on
+    /// ADDR:PORT (e.g. 127.0.0.1:8080, `iotql serve`'s default; an address
+    /// beyond this machine needs --http-token). See docs/http.md.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<String>,
+    /// The access token every HTTP request must carry (Authorization:
+    /// Bearer TOKEN, or ?token=TOKEN).
+    #[arg(long, env = "IOTQL_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
+}
+
+impl JobFlags {
+    /// The options of a run with these flags and nothing bound on the
+    /// command line; `http`: the server's address when none is given.
+    fn options(self, command: &str, http: Option<&str>) -> Result<run::RunOptions, ExitCode> {
+        let http = match self
+            .http
+            .or(http.map(str::to_string))
+            .map(|a| iotql_connectors::serve::HttpOptions::new(&a, self.http_token))
+            .transpose()
+        {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("iotql {command}: {e}");
+                return Err(ExitCode::from(2));
+            }
+        };
+        Ok(run::RunOptions {
+            inputs: Vec::new(),
+            references: Vec::new(),
+            outputs: Vec::new(),
+            out_of_order: self.out_of_order,
+            late_arrival: self.late_arrival,
+            late_policy: self.late_policy,
+            max_future: self.max_future,
+            dead_letter: None,
+            batch_size: usize::try_from(self.batch_size).unwrap_or(usize::MAX),
+            quiet: self.quiet,
+            state_dir: None,
+            checkpoint_interval: self.checkpoint_interval.0,
+            fresh: self.fresh,
+            http,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a job over its inputs until they end (files) or Ctrl+C.
@@ -81,46 +156,14 @@ enum Command {
         /// any with ?throttle=10m&throttle_by=COLUMN). See docs/outputs.md.
         #[arg(long = "output", value_parser = parse_binding)]
         outputs: Vec<Binding>,
-        /// How far out of order events may arrive without being late (e.g. 5s).
-        #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "0s")]
-        out_of_order: std::time::Duration,
-        /// How long after their event time events may arrive (sources with an arrival time).
-        #[arg(long, value_parser = iotql_engine::time::parse_duration, default_value = "5s")]
-        late_arrival: std::time::Duration,
-        /// What happens to late events: adjust their time to the watermark, or drop them.
-        #[arg(long, default_value = "adjust")]
-        late_policy: iotql_engine::plan::LatePolicy,
-        /// Refuse events timed more than this ahead of the clock (or of their arrival), or `none`.
-        #[arg(long, value_parser = iotql_engine::plan::parse_max_future, default_value = "1d")]
-        max_future: run::MaxFuture,
         /// Where refused events go (default: next to the job, JOB.deadletter.jsonl).
         #[arg(long)]
         dead_letter: Option<std::path::PathBuf>,
-        /// Events per batch read from an input.
-        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
-        batch_size: u64,
-        /// No progress bar and no summary.
-        #[arg(short, long)]
-        quiet: bool,
         /// Where the job's checkpoints go [default: JOB.state beside the job].
         #[arg(long)]
         state_dir: Option<std::path::PathBuf>,
-        /// How often a checkpoint is taken (also when stopping, and on
-        /// SIGUSR1); `off`: none, a stopped run starts over.
-        #[arg(long, value_parser = parse_interval, default_value = "10s")]
-        checkpoint_interval: Interval,
-        /// Discard the job's checkpoints and start over.
-        #[arg(long)]
-        fresh: bool,
-        /// Serve the REST API, metrics and dashboard while the job runs, on
-        /// ADDR:PORT (127.0.0.1:8080; an address beyond this machine needs
-        /// --http-token). See docs/http.md.
-        #[arg(long, value_name = "ADDR:PORT")]
-        http: Option<String>,
-        /// The access token every HTTP request must carry (Authorization:
-        /// Bearer TOKEN, or ?token=TOKEN).
-        #[arg(long, env = "IOTQL_HTTP_TOKEN", hide_env_values = true)]
-        http_token: Option<String>,
+        #[command(flatten)]
+        flags: JobFlags,
     },
     /// Parse and check a job file; problems are printed with line, column and a caret.
     Check {
@@ -232,10 +275,14 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Run the jobs of a folder with the dashboard and API.
+    /// Run every job of a folder (its *.asaql files) side by side, with one
+    /// HTTP server for them all (API, metrics, dashboard), which keeps
+    /// serving after the jobs end, until Ctrl+C.
     Serve {
         /// The folder of job files.
         dir: std::path::PathBuf,
+        #[command(flatten)]
+        flags: JobFlags,
     },
 }
 
@@ -253,12 +300,6 @@ impl std::io::Write for Scrubbed {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
-}
-
-/// A subcommand whose issue has not landed yet says so and exits 2.
-fn not_built(command: &str, issue: &str) -> ExitCode {
-    eprintln!("iotql {command}: not built yet (tracked in {issue}); `iotql check` works today");
-    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -294,49 +335,23 @@ fn main() -> ExitCode {
             inputs,
             references,
             outputs,
-            out_of_order,
-            late_arrival,
-            late_policy,
-            max_future,
             dead_letter,
-            batch_size,
-            quiet,
             state_dir,
-            checkpoint_interval,
-            fresh,
-            http,
-            http_token,
-        } => {
-            let http = match http
-                .map(|a| iotql_connectors::serve::HttpOptions::new(&a, http_token))
-                .transpose()
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    eprintln!("iotql run: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            run::run(
+            flags,
+        } => match flags.options("run", None) {
+            Ok(options) => run::run(
                 &file,
                 &run::RunOptions {
                     inputs,
                     references,
                     outputs,
-                    out_of_order,
-                    late_arrival,
-                    late_policy,
-                    max_future,
                     dead_letter,
-                    batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
-                    quiet,
                     state_dir,
-                    checkpoint_interval: checkpoint_interval.0,
-                    fresh,
-                    http,
+                    ..options
                 },
-            )
-        }
+            ),
+            Err(code) => code,
+        },
         Command::Explain { file } => explain::run(&file),
         Command::Test { path, filter } => test::run(&path, filter.as_deref()),
         Command::Repl {
@@ -395,6 +410,9 @@ fn main() -> ExitCode {
             to,
             quiet,
         }),
-        Command::Serve { .. } => not_built("serve", "the dashboard issue"),
+        Command::Serve { dir, flags } => match flags.options("serve", Some("127.0.0.1:8080")) {
+            Ok(options) => serve::run(&dir, &options),
+            Err(code) => code,
+        },
     }
 }

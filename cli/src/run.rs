@@ -78,73 +78,155 @@ fn state_dir(file: &Path, options: &RunOptions) -> PathBuf {
     ))
 }
 
-fn usage(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("iotql run: {message}");
+/// Who says what goes wrong: `iotql run`, or `iotql serve: JOB` for one
+/// job of a folder.
+fn usage(who: &str, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{who}: {message}");
     ExitCode::from(2)
 }
 
-fn runtime(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("iotql run: {message}");
+fn runtime(who: &str, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{who}: {message}");
     ExitCode::from(3)
 }
 
-pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
-    let started = Instant::now();
-    let job = match JobFile::read(file, "run") {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let bound_inputs: Vec<String> = options
-        .inputs
-        .iter()
-        .chain(&options.references)
-        .map(|b| b.name.clone())
-        .collect();
-    let check = CheckOptions {
-        inputs: bound_inputs.clone(),
-        outputs: options.outputs.iter().map(|b| b.name.clone()).collect(),
-    };
-    let plan_options = PlanOptions {
-        time: TimePolicy {
+/// A job checked and planned, not started: what `run` and `serve` execute.
+pub(crate) struct Planned {
+    file: PathBuf,
+    job: JobFile,
+    script: iotql_dsl::ast::Script,
+    plan: iotql_engine::plan::LogicalPlan,
+    time: TimePolicy,
+    started: Instant,
+}
+
+impl Planned {
+    /// Reads, checks and plans the job `file` (`command` names the
+    /// subcommand in messages); a refusal is printed, with its exit code.
+    pub(crate) fn new(
+        file: &Path,
+        options: &RunOptions,
+        command: &str,
+    ) -> Result<Planned, ExitCode> {
+        let started = Instant::now();
+        let job = JobFile::read(file, command)?;
+        let bound_inputs: Vec<String> = options
+            .inputs
+            .iter()
+            .chain(&options.references)
+            .map(|b| b.name.clone())
+            .collect();
+        let check = CheckOptions {
+            inputs: bound_inputs.clone(),
+            outputs: options.outputs.iter().map(|b| b.name.clone()).collect(),
+        };
+        let time = TimePolicy {
             out_of_order: options.out_of_order,
             late_arrival: options.late_arrival,
             late_policy: options.late_policy,
             max_future: options.max_future,
-        },
-        extra_inputs: bound_inputs,
-    };
-    let script = match job
-        .check(&check)
-        .and_then(|s| job.check_env(&s, false).map(|()| s))
-    {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let plan = match job.plan(&script, &plan_options) {
+        };
+        let plan_options = PlanOptions {
+            time,
+            extra_inputs: bound_inputs,
+        };
+        let script = job.check(&check)?;
+        job.check_env(&script, false)?;
+        let plan = job.plan(&script, &plan_options)?;
+        Ok(Planned {
+            file: file.to_path_buf(),
+            job,
+            script,
+            plan,
+            time,
+            started,
+        })
+    }
+
+    /// The job's name as the API shows it: its file's name without
+    /// extension.
+    pub(crate) fn name(&self) -> String {
+        job_name(&self.file)
+    }
+}
+
+/// Starts the HTTP server of `jobs` (before they start: a port in use
+/// stops the command there, and the jobs' states show from their first
+/// moment).
+pub(crate) fn start_server(
+    who: &str,
+    http: &HttpOptions,
+    jobs: &[Arc<JobView>],
+    quiet: bool,
+) -> Result<serve::Server, ExitCode> {
+    let registry = Registry::new();
+    for view in jobs {
+        registry.add(view.clone()).map_err(|e| usage(who, e))?;
+    }
+    let server = serve::Server::start(http, registry).map_err(|e| usage(who, e))?;
+    if !quiet {
+        eprintln!(
+            "serving the API and dashboard on http://{}/",
+            server.address()
+        );
+    }
+    Ok(server)
+}
+
+/// The flag that Ctrl+C and SIGTERM (a service manager stopping the
+/// command) set: every job running then stops at a checkpoint. A second
+/// Ctrl+C while stopping is not caught: the process stops at once.
+pub(crate) fn stop_on_signals() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted.clone());
+    interrupted
+}
+
+pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
+    let planned = match Planned::new(file, options, "run") {
         Ok(p) => p,
         Err(code) => return code,
     };
-    // The server listens before the job starts: a port in use stops it
-    // here, and the job's state shows from its first moment.
-    let view = JobView::new(&job_name(file), &file.display().to_string());
+    let view = JobView::new(&planned.name(), &file.display().to_string());
     let _server = match &options.http {
-        Some(http) => {
-            let registry = Registry::new();
-            if let Err(e) = registry.add(view.clone()) {
-                return usage(e);
-            }
-            match serve::Server::start(http, registry) {
-                Ok(s) => {
-                    if !options.quiet {
-                        eprintln!("serving the API and dashboard on http://{}/", s.address());
-                    }
-                    Some(s)
-                }
-                Err(e) => return usage(e),
-            }
-        }
+        Some(http) => match start_server(
+            "iotql run",
+            http,
+            std::slice::from_ref(&view),
+            options.quiet,
+        ) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        },
         None => None,
     };
+    let interrupted = stop_on_signals();
+    execute(planned, options, &view, &interrupted, "iotql run", true)
+}
+
+/// Runs a planned job until its inputs end or `interrupted` is set, its
+/// state and counters shown to `view`; prints its summary (unless quiet)
+/// and, with `bar`, a progress bar on a terminal. `who` names it in
+/// messages.
+pub(crate) fn execute(
+    planned: Planned,
+    options: &RunOptions,
+    view: &Arc<JobView>,
+    interrupted: &Arc<AtomicBool>,
+    who: &str,
+    bar: bool,
+) -> ExitCode {
+    let Planned {
+        file,
+        job,
+        script,
+        plan,
+        time,
+        started,
+    } = planned;
+    let file = file.as_path();
     let requested = Arc::new(AtomicBool::new(false));
     let checkpointing = options.checkpoint_interval.map(|interval| {
         // SIGUSR1 takes a checkpoint now (`kill -USR1 PID`).
@@ -153,7 +235,7 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             dir: state_dir(file, options),
             interval: Some(interval),
             fresh: options.fresh,
-            job: vec![script.to_string(), format!("{:?}", plan_options.time)],
+            job: vec![script.to_string(), format!("{time:?}")],
             requested: requested.clone(),
         }
     });
@@ -175,11 +257,17 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         checkpointing,
     ) {
         Ok(p) => p,
-        Err(PrepareError::Usage(m)) => return usage(m),
-        Err(PrepareError::Runtime(m)) => return runtime(m),
-        Err(PrepareError::Invalid(problems)) => return job.refuse(&problems),
+        Err(e) => {
+            let code = match e {
+                PrepareError::Usage(m) => usage(who, m),
+                PrepareError::Runtime(m) => runtime(who, m),
+                PrepareError::Invalid(problems) => job.refuse(&problems),
+            };
+            view.set_state(JobState::Failed("it could not start (see its log)".into()));
+            return code;
+        }
     };
-    show(&view, &prepared);
+    show(view, &prepared);
 
     let dead_path = options
         .dead_letter
@@ -187,24 +275,17 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         .unwrap_or_else(|| file.with_extension("deadletter.jsonl"));
     let mut dead = DeadLetterWriter::new(dead_path);
     view.count_dead_letters(dead.counter());
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second Ctrl+C while stopping is not caught: the job stops at once.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-        // SIGTERM (a service manager stopping the job) stops it the same way.
-        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted.clone());
-    }
 
     let mut progress = Progress {
-        bar: progress_bar(options.quiet, prepared.total_bytes()),
+        bar: progress_bar(options.quiet || !bar, prepared.total_bytes()),
         started: Instant::now(),
         view: view.clone(),
     };
+    let metrics = prepared.metrics();
     view.set_state(JobState::Running);
     let (dataflow, result) = prepared.execute(
         &mut dead,
-        &interrupted,
+        interrupted,
         OnInterrupt::FinishFiles,
         &mut progress,
     );
@@ -213,7 +294,7 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             view.set_state(JobState::Failed(e.clone()));
-            return runtime(e);
+            return runtime(who, e);
         }
     };
     view.set_state(if outcome.interrupted {
@@ -222,6 +303,8 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
         JobState::Completed
     });
     if !options.quiet {
+        // One job's lines together, when several jobs end at once.
+        let _together = std::io::stderr().lock();
         summary(
             &job.shown,
             &dataflow,
@@ -229,6 +312,9 @@ pub(crate) fn run(file: &Path, options: &RunOptions) -> ExitCode {
             started.elapsed(),
             outcome.interrupted,
         );
+        for line in runner::summary(&metrics, outcome.interrupted) {
+            eprintln!("{line}");
+        }
         if let Some(c) = &outcome.checkpoints {
             if let Some((id, path)) = &c.resumed {
                 eprintln!("  resumed from checkpoint {id} ({})", path.display());
@@ -286,6 +372,7 @@ fn show(view: &JobView, prepared: &runner::Prepared) {
     view.attach(
         prepared.dataflow.input_stats(),
         prepared.dataflow.output_stats(),
+        prepared.metrics(),
     );
 }
 

@@ -27,6 +27,7 @@ use iotql_engine::dataflow::Dataflow;
 use iotql_engine::error::EngineError;
 use iotql_engine::expr::ExprCompiler;
 use iotql_engine::io::{Committer, Sink, Source, SourceBatch};
+use iotql_engine::metrics::{Histogram, RunMetrics};
 use iotql_engine::operator::DeadLetter;
 use iotql_engine::plan::{LogicalPlan, NodeKind};
 
@@ -94,6 +95,47 @@ pub(crate) struct Prepared {
     dead_letters_len: Option<u64>,
     /// Where each output writes (the HTTP server reads them back).
     pub outputs: Vec<(String, OutputSpec)>,
+    metrics: RunMetrics,
+}
+
+/// Lines for the run summary: the batch latency's median and 99th
+/// percentile (as bucket bounds: "p99 ≤ 5 ms"), and, for a run stopped
+/// before its inputs ended, how far behind each broker input was (as of its
+/// last statistics, at most a second old). An input that ended is read to
+/// its end: its lag says nothing then.
+pub(crate) fn summary(metrics: &RunMetrics, stopped: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let latency = metrics.batch_latency.snapshot();
+    if let (Some(p50), Some(p99)) = (latency.quantile(0.5), latency.quantile(0.99)) {
+        lines.push(format!(
+            "  batch latency: p50 {}, p99 {} ({} batches)",
+            at_most(p50),
+            at_most(p99),
+            latency.count
+        ));
+    }
+    for (name, m) in metrics.sources.iter().filter(|_| stopped) {
+        if let Some(lag) = m.total_lag() {
+            lines.push(format!(
+                "  input  {name:<20} lag: {lag} messages when stopped"
+            ));
+        }
+    }
+    lines
+}
+
+/// A bucket bound as an upper bound: 0.00025 -> "≤ 250 µs", +Inf -> "> 10 s".
+fn at_most(seconds: f64) -> String {
+    match seconds {
+        s if !s.is_finite() => format!(
+            "> {} s",
+            iotql_engine::metrics::LATENCY_BUCKETS
+                [iotql_engine::metrics::LATENCY_BUCKETS.len() - 1]
+        ),
+        s if s < 1e-3 => format!("≤ {} µs", (s * 1e6).round()),
+        s if s < 1.0 => format!("≤ {} ms", (s * 1e6).round() / 1e3),
+        s => format!("≤ {s} s"),
+    }
 }
 
 /// How a run takes checkpoints (`iotql run`; the REPL takes none).
@@ -297,6 +339,13 @@ pub(crate) fn prepare(
         .map(|(r, table)| dataflow.load_reference(&r.name, &table).map(|()| r))
         .collect::<Result<Vec<Reference>, _>>()
         .map_err(|e| Runtime(e.to_string()))?;
+    let metrics = RunMetrics {
+        batch_latency: Arc::new(Histogram::latency()),
+        sources: sources
+            .iter()
+            .filter_map(|(name, s)| s.metrics().map(|m| (name.clone(), m)))
+            .collect(),
+    };
     Ok(Prepared {
         dataflow,
         sources,
@@ -305,6 +354,7 @@ pub(crate) fn prepare(
         checkpoints,
         dead_letters_len,
         outputs,
+        metrics,
     })
 }
 
@@ -445,6 +495,12 @@ impl Prepared {
         self.sources.iter().map(|(_, s)| s.progress().1).sum()
     }
 
+    /// The run's batch latency and its inputs' metrics: handles to read
+    /// while it runs (take them before [`Prepared::execute`]).
+    pub(crate) fn metrics(&self) -> RunMetrics {
+        self.metrics.clone()
+    }
+
     /// Runs until every input has ended or `interrupted` is raised;
     /// returns the dataflow (for its counters) and how the run ended.
     pub(crate) fn execute(
@@ -462,6 +518,7 @@ impl Prepared {
             mut checkpoints,
             dead_letters_len,
             outputs: _,
+            metrics,
         } = self;
         if let Some(len) = dead_letters_len
             && let Err(e) = dead.recover(len)
@@ -511,6 +568,7 @@ impl Prepared {
             on_interrupt,
             observer,
             checkpoints: checkpoints.as_mut(),
+            batch_latency: &metrics.batch_latency,
         });
         // The readers see their channel closed and stop.
         drop(receivers);
@@ -610,6 +668,7 @@ struct Pump<'a> {
     on_interrupt: OnInterrupt,
     observer: &'a mut dyn Observer,
     checkpoints: Option<&'a mut Checkpoints>,
+    batch_latency: &'a Histogram,
 }
 
 impl Pump<'_> {
@@ -791,9 +850,11 @@ impl Pump<'_> {
         }
         if let Some(b) = batch.batch {
             events = b.num_rows() as u64;
+            let started = Instant::now();
             self.dataflow
                 .push(&self.names[i], b)
                 .map_err(|e| e.to_string())?;
+            self.batch_latency.observe(started.elapsed());
         }
         if let Some(now) = batch.arrival {
             self.dataflow

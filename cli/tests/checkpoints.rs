@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::outputs::{alert_lines, parquet_rows, same, sqlite_rows};
 use common::{killed_until_done, setting};
 
 const JOB: &str = "CREATE INPUT readings WITH (connector = 'csv', path = 'readings.csv');
@@ -83,71 +84,22 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
 }
 
 /// The outputs and dead letters of a run: files by name, then the SQLite
-/// table's rows in row-id order and the Parquet rows (sorted, the files'
-/// names and number are not part of the contract), as text.
+/// table's rows in row-id order, the Parquet rows and the alerts, as text.
 fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut all = files(dir);
-    let db = rusqlite::Connection::open(dir.join("db/fleet.db")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT device_id, ts, temperature_c FROM readings ORDER BY rowid")
-        .unwrap();
-    let rows: Vec<String> = stmt
-        .query_map([], |r| {
-            Ok(format!(
-                "{},{},{}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, f64>(2)?
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    all.push(("readings table".into(), rows.join("\n").into_bytes()));
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir.join("pq")).unwrap() {
-        let path = entry.unwrap().path();
-        let file = std::fs::File::open(&path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            for row in 0..batch.num_rows() {
-                let cells: Vec<String> = batch
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        iotql_engine::arrow::util::display::array_value_to_string(c, row).unwrap()
-                    })
-                    .collect();
-                rows.push(cells.join(","));
-            }
-        }
-    }
-    rows.sort();
-    all.push(("parquet rows".into(), rows.join("\n").into_bytes()));
+    let table = sqlite_rows(
+        &dir.join("db/fleet.db"),
+        "SELECT device_id, ts, temperature_c FROM readings ORDER BY rowid",
+    );
+    all.push(("readings table".into(), table.join("\n").into_bytes()));
+    let parquet = parquet_rows(&dir.join("pq"));
+    all.push(("parquet rows".into(), parquet.join("\n").into_bytes()));
     all.push(("alert log".into(), alerts(dir).join("\n").into_bytes()));
     all
 }
 
-/// The alert log's lines, one per idempotency key (an alert is delivered
-/// at least once: a resumed run may append one again, with its key), in
-/// key order.
 fn alerts(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("alerts/alerts.jsonl")).unwrap_or_default();
-    let mut by_key = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = row["idempotency_key"].as_str().unwrap().to_string();
-        let earlier = by_key.insert(key, line.to_string());
-        assert!(
-            earlier.is_none_or(|e| e == line),
-            "two alerts with one key: {line}"
-        );
-    }
-    by_key.into_values().collect()
+    alert_lines(&dir.join("alerts/alerts.jsonl"))
 }
 
 /// The files of `out/` and the dead letters, by name.
@@ -187,20 +139,6 @@ fn reference(events: usize) -> (Vec<(String, Vec<u8>)>, Duration) {
         "the job made too few alerts to prove anything"
     );
     (outputs(dir.path()), started.elapsed())
-}
-
-/// Compares outputs by name, saying which differs (not dumping them).
-fn same(got: &[(String, Vec<u8>)], expected: &[(String, Vec<u8>)]) {
-    let names = |o: &[(String, Vec<u8>)]| o.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(got), names(expected));
-    for ((name, have), (_, want)) in got.iter().zip(expected) {
-        assert!(
-            have == want,
-            "{name} differs: {} bytes expected, {} written",
-            want.len(),
-            have.len()
-        );
-    }
 }
 
 fn stderr(out: &Output) -> String {

@@ -81,13 +81,6 @@ fn a_missing_file_is_a_usage_error() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
-    let out = iotql(&["serve", "queries"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
-}
-
-#[test]
 fn a_bad_binding_is_a_usage_error() {
     let out = iotql(&["check", "queries/alerts.asaql", "--input", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));

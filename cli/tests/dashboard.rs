@@ -75,17 +75,7 @@ impl Job {
             args.extend(["--http-token".into(), token.into()]);
         }
         let run = Running::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut url = String::new();
-        common::wait_for(Duration::from_secs(60), "the HTTP server's address", || {
-            let log = run.stderr();
-            match log.split("dashboard on ").nth(1) {
-                Some(rest) => {
-                    url = rest.split_whitespace().next().unwrap_or_default().into();
-                    true
-                }
-                None => false,
-            }
-        });
+        let mut url = run.served_at() + "/";
         if let Some(token) = token {
             url.push_str(&format!("?token={token}"));
         }
@@ -301,6 +291,27 @@ fn the_dashboard_shows_what_the_job_produced() -> Result<(), BrowserError> {
         RENDER,
         "document.querySelectorAll('#alerts li[data-row]').length > 0",
     )?;
+
+    // The health table: a row for the job, its batch latency's p99 as a
+    // bucket bound and no consumer lag (a `sim:` input has none).
+    let health = browser.wait_for(
+        "the job's batch latency in the health table",
+        RENDER,
+        "(() => { const cells = Array.from(document.querySelectorAll('#jobs tbody tr:first-child td'), td => td.textContent);
+                  return cells.length === 9 && cells[5].startsWith('≤ ') ? cells : false; })()",
+    )?;
+    let cells: Vec<&str> = health
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!((cells[0], cells[1]), ("dashboard", "running"), "{cells:?}");
+    assert!(
+        cells[5].ends_with(" µs") || cells[5].ends_with(" ms") || cells[5].ends_with(" s"),
+        "batch p99: {cells:?}"
+    );
+    assert_eq!(cells[6], "-", "consumer lag: {cells:?}");
 
     // The grid: the devices table's latest rows, with statuses.
     until("the grid to show the devices table", || {

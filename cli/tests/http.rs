@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::http::{agent, get};
 use common::{Running, wait_for};
 use serde_json::Value;
 
@@ -46,8 +47,13 @@ struct Served {
 
 impl Served {
     fn start(extra: &[&str]) -> Served {
+        Served::start_job(JOB, extra)
+    }
+
+    /// Job `text` as `fleet.asaql` in a folder of its own.
+    fn start_job(text: &str, extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("fleet.asaql"), JOB).unwrap();
+        std::fs::write(dir.path().join("fleet.asaql"), text).unwrap();
         let job = dir.path().join("fleet.asaql");
         let job = job.to_str().unwrap();
         let mut args = vec!["run", job, "--checkpoint-interval", "off"];
@@ -56,16 +62,7 @@ impl Served {
             args.extend_from_slice(&["--http", "127.0.0.1:0"]);
         }
         let run = Running::start(&args);
-        let mut base = String::new();
-        wait_for(Duration::from_secs(60), "the server's address", || {
-            base = run
-                .stderr()
-                .lines()
-                .find_map(|l| l.strip_prefix("serving the API and dashboard on "))
-                .map(|a| a.trim_end_matches('/').to_string())
-                .unwrap_or_default();
-            !base.is_empty()
-        });
+        let base = run.served_at();
         Served { run, base, dir }
     }
 
@@ -87,27 +84,6 @@ impl Served {
     fn get(&self, path: &str) -> (u16, Value) {
         get(&format!("{}{path}", self.base), None)
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn get(url: &str, bearer: Option<&str>) -> (u16, Value) {
-    let mut request = agent().get(url);
-    if let Some(token) = bearer {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    let mut response = request.call().unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 fn rows(body: &Value) -> Vec<BTreeMap<String, Value>> {
@@ -300,20 +276,17 @@ fn the_api_reads_each_outputs_rows_from_where_the_job_wrote_them() {
     run.interrupt();
     let csv = std::fs::read_to_string(dir.path().join("averages.csv")).unwrap();
     for row in &tail {
-        // Rows come as JSON, whose writer prints floats with fewer digits
-        // than the CSV writer (18.115 for 18.115000000000002): the average
-        // is compared as a number, the rest as written.
-        let key = format!("{},{},", text(&row["device_id"]), text(&row["window_end"]));
-        let avg = row["avg_temp"].as_f64().unwrap();
-        let found = csv
-            .lines()
-            .filter_map(|l| l.strip_prefix(&key))
-            .any(|rest| {
-                let (written, n) = rest.split_once(',').unwrap();
-                let written: f64 = written.parse().unwrap();
-                row["n"].as_u64() == n.parse().ok() && (written - avg).abs() <= 1e-9 * avg.abs()
-            });
-        assert!(found, "{row:?} is not in the CSV file");
+        // The row as the CSV writer wrote it (floats in their shortest
+        // exact form: the API's JSON keeps every digit).
+        let line = format!(
+            "{},{},{},{}",
+            text(&row["device_id"]),
+            text(&row["window_end"]),
+            row["avg_temp"],
+            row["n"]
+        );
+        let found = csv.lines().any(|l| l == line);
+        assert!(found, "{line} is not in the CSV file");
     }
 }
 
@@ -418,6 +391,39 @@ fn live_rows_metrics_and_the_openapi_document() {
         .parse()
         .unwrap();
     assert!(events >= events_before);
+    // The batch latency histogram: every batch in the +Inf bucket, which
+    // is the count; each bucket counts those before it too.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let count = value("iotql_batch_latency_seconds_count{job=\"fleet\"}");
+    assert!(count >= 1.0);
+    assert_eq!(
+        value("iotql_batch_latency_seconds_bucket{le=\"+Inf\",job=\"fleet\"}"),
+        count
+    );
+    let buckets: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("iotql_batch_latency_seconds_bucket{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 18, "17 bounds and +Inf");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    let (_, job) = served.get("/api/jobs/fleet");
+    let latency = &job["batch_latency"];
+    assert!(latency["batches"].as_u64().unwrap() >= count as u64);
+    let (p50, p99) = (
+        latency["p50_seconds"].as_f64().unwrap(),
+        latency["p99_seconds"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= 10.0, "{latency}");
+    // A sim input keeps no lag.
+    assert!(job["inputs"][0]["consumer_lag"].is_null(), "{job}");
     for name in [
         "iotql_rows_out_total{job=\"fleet\",output=\"averages\"}",
         "iotql_sink_retries_total{job=\"fleet\",output=\"all_readings\"}",
@@ -466,6 +472,56 @@ fn live_rows_metrics_and_the_openapi_document() {
     let (status, page) = served.get("/");
     assert_eq!(status, 200);
     assert!(text(&page).contains("<title>iotql"), "{page}");
+}
+
+#[test]
+fn a_throttled_outputs_rows_are_those_it_let_through() {
+    // One row per device an hour: the first of each device passes, with
+    // the count of rows held back before it (none).
+    let served = Served::start_job(
+        "
+CREATE INPUT readings WITH (connector = 'sim', sites = '2', zones = '2', devices = '2', rate = '400', interval = '1s', malformed = '0', out_of_order = '0', duplicates = '0');
+CREATE OUTPUT firsts WITH (connector = 'csv', path = 'firsts.csv', throttle = '1h', throttle_by = 'device_id');
+SELECT device_id, ts, temperature_c INTO firsts FROM readings TIMESTAMP BY ts;
+",
+        &[],
+    );
+    wait_for(Duration::from_secs(60), "rows past the devices", || {
+        served.get("/api/jobs/fleet").1["outputs"][0]["rows_out"]
+            .as_u64()
+            .unwrap_or(0)
+            > 3 * DEVICES as u64
+    });
+    let (_, job) = served.get("/api/jobs/fleet");
+    let columns: Vec<String> = job["outputs"][0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| text(&c["name"]))
+        .collect();
+    assert_eq!(columns, ["device_id", "ts", "temperature_c", "suppressed"]);
+    let (status, body) = served.get("/api/jobs/fleet/outputs/firsts/latest?limit=100");
+    assert_eq!(status, 200, "{body}");
+    let shown = rows(&body);
+    assert_eq!(shown.len(), DEVICES, "one row per device: {body}");
+    assert!(shown.iter().all(|r| r["suppressed"] == 0), "{body}");
+    // They are the file's rows: a row per device, nothing held back.
+    let file = std::fs::read_to_string(served.path("firsts.csv")).unwrap();
+    let mut written: Vec<(String, String)> = file
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[0].to_string(), cells[cells.len() - 1].to_string())
+        })
+        .collect();
+    written.sort();
+    let mut seen: Vec<(String, String)> = shown
+        .iter()
+        .map(|r| (text(&r["device_id"]), r["suppressed"].to_string()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, written, "{file}");
 }
 
 #[test]

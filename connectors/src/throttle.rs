@@ -20,7 +20,7 @@ use iotql_engine::arrow::record_batch::RecordBatch;
 use iotql_engine::arrow::row::{OwnedRow, RowConverter, SortField};
 use iotql_engine::checkpoint::{sections, split_sections};
 use iotql_engine::error::EngineError;
-use iotql_engine::io::{Sink, SinkMetrics};
+use iotql_engine::io::{Sink, SinkMetrics, TapSlot};
 use iotql_engine::operator::DeadLetter;
 
 /// The column that counts the rows held back before each row.
@@ -99,6 +99,8 @@ pub struct ThrottledSink {
     /// Key states of a checkpoint, applied at start (when the key
     /// columns' types are known).
     recovered: Vec<(Vec<u8>, KeyState)>,
+    /// Shown the rows let through (an HTTP server's tail), once attached.
+    tap: Option<Arc<TapSlot>>,
 }
 
 impl std::fmt::Debug for ThrottledSink {
@@ -130,6 +132,7 @@ impl ThrottledSink {
             latest: i64::MIN,
             writes: 0,
             recovered: Vec::new(),
+            tap: None,
         }
     }
 
@@ -275,12 +278,22 @@ impl Sink for ThrottledSink {
             .iter()
             .map(|&i| event_times[i as usize])
             .collect();
-        self.inner
-            .write_at(&RecordBatch::try_new(schema, columns)?, &times)
+        let passed = RecordBatch::try_new(schema, columns)?;
+        self.inner.write_at(&passed, &times)?;
+        if let Some(tap) = self.tap.as_ref().and_then(|t| t.get()) {
+            tap.rows(&passed, Some(&times));
+        }
+        Ok(())
     }
 
     fn write_raw(&mut self, payload: &[u8]) -> Result<(), EngineError> {
         self.inner.write_raw(payload)
+    }
+
+    /// The rows let through, with their `suppressed` column.
+    fn tap_passed_on(&mut self, tap: Arc<TapSlot>) -> Option<SchemaRef> {
+        self.tap = Some(tap);
+        self.schema.clone()
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
@@ -403,8 +416,20 @@ mod tests {
         ]))
     }
 
+    /// A tap that keeps what it is shown.
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<RecordBatch>>);
+
+    impl iotql_engine::io::OutputTap for Seen {
+        fn rows(&self, batch: &RecordBatch, event_times: Option<&[i64]>) {
+            assert_eq!(event_times.map(<[i64]>::len), Some(batch.num_rows()));
+            self.0.lock().unwrap().push(batch.clone());
+        }
+    }
+
     /// Writes (device, minute) alerts in batches of `per_batch`; returns
-    /// what went through as (device, minute, suppressed).
+    /// what went through as (device, minute, suppressed). A tap attached
+    /// to the sink sees exactly what went through, with its columns.
     fn run(by: &[&str], alerts: &[(&str, i64)], per_batch: usize) -> Vec<(String, i64, i64)> {
         let collect = CollectSink::new();
         let mut sink = ThrottledSink::new(
@@ -415,6 +440,12 @@ mod tests {
             },
         );
         sink.start(&schema()).unwrap();
+        let seen = Arc::new(Seen::default());
+        let slot = Arc::new(TapSlot::new());
+        let tap: Arc<dyn iotql_engine::io::OutputTap> = seen.clone();
+        slot.set(tap).unwrap();
+        let columns = sink.tap_passed_on(slot).unwrap();
+        assert_eq!(columns.field(2).name(), SUPPRESSED);
         for chunk in alerts.chunks(per_batch) {
             let batch = RecordBatch::try_new(
                 schema(),
@@ -428,6 +459,11 @@ mod tests {
             sink.write_at(&batch, &times).unwrap();
         }
         sink.finish().unwrap();
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            collect.batches(),
+            "what the tap saw"
+        );
         let mut out = Vec::new();
         for b in collect.batches() {
             assert_eq!(b.schema().field(2).name(), SUPPRESSED);

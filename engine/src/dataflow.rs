@@ -111,11 +111,13 @@ impl std::fmt::Debug for Dataflow {
     }
 }
 
-/// Counts the rows a sink receives and shows them to its tap, if any.
+/// Counts the rows a sink receives and shows them to its tap, if any
+/// (`tap` is `None` when the sink shows the tap what it passes on itself:
+/// `Sink::tap_passed_on`).
 struct CountingSink {
     inner: Box<dyn Sink>,
     rows: Arc<AtomicU64>,
-    tap: Arc<crate::io::TapSlot>,
+    tap: Option<Arc<crate::io::TapSlot>>,
 }
 
 impl Sink for CountingSink {
@@ -127,7 +129,7 @@ impl Sink for CountingSink {
         self.rows
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         self.inner.write(batch)?;
-        if let Some(tap) = self.tap.get() {
+        if let Some(tap) = self.tap.as_ref().and_then(|t| t.get()) {
             tap.rows(batch, None);
         }
         Ok(())
@@ -137,7 +139,7 @@ impl Sink for CountingSink {
         self.rows
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         self.inner.write_at(batch, event_times)?;
-        if let Some(tap) = self.tap.get() {
+        if let Some(tap) = self.tap.as_ref().and_then(|t| t.get()) {
             tap.rows(batch, Some(event_times));
         }
         Ok(())
@@ -482,17 +484,20 @@ impl Build<'_> {
         }
         let rows = Arc::new(AtomicU64::new(0));
         let tap = Arc::new(crate::io::TapSlot::new());
+        // What a tap sees and the output's columns: the rows the sink
+        // passes on to its destination.
+        let passed_on = sink.tap_passed_on(tap.clone());
         self.outputs.push(OutputStats {
             name: output.to_string(),
             rows: rows.clone(),
             sink: sink.metrics(),
-            schema: visible.clone(),
+            schema: passed_on.clone().unwrap_or_else(|| visible.clone()),
             tap: tap.clone(),
         });
         let counting = CountingSink {
             inner: sink,
             rows,
-            tap,
+            tap: passed_on.is_none().then_some(tap),
         };
         Ok((
             Box::new(SinkOperator::new(output, Box::new(counting))),

@@ -81,6 +81,18 @@ pub trait Sink: Send {
         None
     }
 
+    /// For a sink that passes on other rows than it is given (a throttle
+    /// holds rows back and adds a column): shows `tap` the rows it passes
+    /// on from now, and returns their columns. `None` (the default): it
+    /// passes on what it is given, which the caller shows the tap. Called
+    /// after `start`.
+    fn tap_passed_on(
+        &mut self,
+        _tap: Arc<TapSlot>,
+    ) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+        None
+    }
+
     /// A checkpoint is being taken: make everything written so far durable
     /// and return the state that [`Sink::recover`] rolls the output back to
     /// (a file's length, a table's last row id, the files committed), so
@@ -229,6 +241,13 @@ pub trait Source: Send {
         Err(EngineError::Unsupported(
             "this input cannot resume from a checkpoint".into(),
         ))
+    }
+
+    /// What the source measures of where it reads (a Kafka input's lag per
+    /// partition), shared with whoever reports it; taken before the source
+    /// moves to its reader thread. `None` (the default): nothing to report.
+    fn metrics(&self) -> Option<Arc<crate::metrics::SourceMetrics>> {
+        None
     }
 }
 

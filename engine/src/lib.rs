@@ -12,6 +12,7 @@ pub mod dataflow;
 pub mod error;
 pub mod expr;
 pub mod io;
+pub mod metrics;
 pub mod operator;
 pub mod plan;
 pub mod time;

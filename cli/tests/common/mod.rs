@@ -8,6 +8,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod browser;
+pub mod http;
+pub mod outputs;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -213,6 +215,14 @@ impl Broker {
         self.kind == "noida"
     }
 
+    /// Whether `read_committed` consumers see only committed transactions'
+    /// rows. Tansu shows them the rows of a transaction that was never
+    /// committed (its producer died, and a new one with its transactional
+    /// id took over): `kafka_exactly_once a_crash_between...` fails there.
+    pub fn isolates_transactions(&self) -> bool {
+        self.kind != "tansu"
+    }
+
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -373,6 +383,23 @@ impl Running {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address of the run's HTTP server (`--http`), as it says it:
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn served_at(&self) -> String {
+        let mut base = String::new();
+        wait_for(Duration::from_secs(60), "the HTTP server's address", || {
+            base = self
+                .stderr()
+                .lines()
+                .find_map(|l| l.strip_prefix("serving the API and dashboard on "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|a| a.trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            !base.is_empty()
+        });
+        base
     }
 
     /// Ctrl+C, and the exit status.

@@ -4,12 +4,14 @@
 //! checkpoint's events end, whatever offsets the group committed since.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iotql_engine::arrow::datatypes::SchemaRef;
 use iotql_engine::error::EngineError;
 use iotql_engine::io::{Committer, Source, SourceBatch};
+use iotql_engine::metrics::SourceMetrics;
 use iotql_engine::time::EventTime;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -142,6 +144,16 @@ struct ConsumerState {
 struct ConsumerCtx {
     health: Health,
     state: Mutex<ConsumerState>,
+    /// Each assigned partition's lag, from librdkafka's statistics.
+    metrics: Arc<SourceMetrics>,
+    /// Whether the consumer reads committed messages only (librdkafka's
+    /// default `isolation.level`): a partition then ends at its last
+    /// stable offset, not its high watermark.
+    committed_only: bool,
+    /// The source is closed: the lags stay as they were when it stopped
+    /// (the run summary shows them), not forgotten when closing revokes
+    /// the partitions.
+    closed: AtomicBool,
 }
 
 impl ClientContext for ConsumerCtx {
@@ -155,9 +167,100 @@ impl ClientContext for ConsumerCtx {
             self.health.failed(&error, reason);
         }
     }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`, served by
+    /// `poll` on the reader's thread): each assigned partition's lag.
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<Statistics>(statistics) {
+            Ok(stats) => self.update_lags(&stats),
+            Err(e) => tracing::debug!(
+                "{}: cannot read librdkafka's statistics: {e}",
+                self.health.what
+            ),
+        }
+    }
+}
+
+/// The part of librdkafka's statistics (its STATISTICS.md) that the lag
+/// is made of; the rest of the document is skipped.
+#[derive(Debug, serde::Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    topics: HashMap<String, TopicStatistics>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TopicStatistics {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStatistics>,
+}
+
+/// Offsets as librdkafka knows them (negative: not known yet).
+#[derive(Debug, serde::Deserialize)]
+struct PartitionStatistics {
+    /// -1 is librdkafka's internal "unassigned" partition.
+    partition: i32,
+    /// The high watermark, from the last fetch response.
+    hi_offset: i64,
+    /// The last stable offset (the end for read_committed).
+    #[serde(default = "unknown_offset")]
+    ls_offset: i64,
+    /// The offset at which the partition's end was last reported.
+    #[serde(default = "unknown_offset")]
+    eof_offset: i64,
+}
+
+fn unknown_offset() -> i64 {
+    -1
+}
+
+/// A partition's lag: messages from `read` (the next offset the input
+/// takes) to `end` (the offset after the partition's last message, as of
+/// the last fetch). `None` while either is unknown. A partition whose end
+/// was reported at or past `end` is read to its end: 0, also where `end`
+/// counts a transaction's commit marker, which is no message to read.
+fn partition_lag(end: i64, read: Option<i64>, eof: i64) -> Option<u64> {
+    if end < 0 {
+        return None;
+    }
+    if eof >= end {
+        return Some(0);
+    }
+    read.map(|read| end.saturating_sub(read).max(0) as u64)
 }
 
 impl ConsumerCtx {
+    /// Sets each partition's lag from `stats` and the input's read
+    /// positions, and forgets partitions no longer assigned. The
+    /// statistics come through the consumer's queue after the messages
+    /// fetched before them, so the positions are taken when they are
+    /// served, not from the statistics: what was fetched then is read by
+    /// now, and the lag counts what is left on the broker.
+    fn update_lags(&self, stats: &Statistics) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(state) = self.state.lock() else {
+            return;
+        };
+        for (topic, t) in &stats.topics {
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                let key = (topic.clone(), p.partition);
+                let lag = if state.assigned.contains(&key) {
+                    let end = if self.committed_only && p.ls_offset >= 0 {
+                        p.ls_offset
+                    } else {
+                        p.hi_offset
+                    };
+                    partition_lag(end, state.read.get(&key).copied(), p.eof_offset)
+                } else {
+                    None
+                };
+                self.metrics.set_lag(topic, p.partition, lag);
+            }
+        }
+    }
+
     /// Sets where the assigned partitions start: a partition this process
     /// has read before resumes where it stopped (its events are in the
     /// dataflow's state, even when a commit was lost to an outage; a broker
@@ -417,12 +520,17 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true")
             .set("allow.auto.create.topics", "true")
-            .set("session.timeout.ms", "10000");
+            .set("session.timeout.ms", "10000")
+            // Partition offsets for the lag (SourceMetrics), once a second.
+            .set("statistics.interval.ms", "1000");
         for (k, v) in &input.settings {
             config.set(k, v);
         }
         let ctx = ConsumerCtx {
             health: Health::new(format!("input `{name}`"), None),
+            metrics: Arc::new(SourceMetrics::default()),
+            committed_only: config.get("isolation.level") != Some("read_uncommitted"),
+            closed: AtomicBool::new(false),
             state: Mutex::new(ConsumerState {
                 start: input.start,
                 seen: BTreeSet::new(),
@@ -784,11 +892,27 @@ impl Source for KafkaSource {
         Ok(())
     }
 
+    fn metrics(&self) -> Option<Arc<SourceMetrics>> {
+        Some(self.reader.consumer.context().metrics.clone())
+    }
+
     fn committer(&self) -> Option<Box<dyn Committer>> {
         Some(Box::new(KafkaCommitter {
             consumer: self.reader.consumer.clone(),
             topics: self.reader.topics.clone(),
         }))
+    }
+}
+
+impl Drop for KafkaSource {
+    /// Keeps the lags as they are while the consumer closes (and serves
+    /// its last statistics after giving up its partitions).
+    fn drop(&mut self) {
+        self.reader
+            .consumer
+            .context()
+            .closed
+            .store(true, Ordering::Relaxed);
     }
 }
 
@@ -845,6 +969,56 @@ impl Committer for KafkaCommitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_counts_from_the_read_position_to_the_end() {
+        assert_eq!(partition_lag(100, Some(40), -1), Some(60));
+        assert_eq!(partition_lag(100, Some(100), -1), Some(0));
+        // Read past the end of the last statistics: nothing left.
+        assert_eq!(partition_lag(100, Some(130), -1), Some(0));
+        // The end or the position not known yet.
+        assert_eq!(partition_lag(-1001, Some(40), -1), None);
+        assert_eq!(partition_lag(100, None, -1), None);
+        // Read to the end, whose offset counts a commit marker.
+        assert_eq!(partition_lag(101, Some(100), 101), Some(0));
+        // Messages came after the end was reported.
+        assert_eq!(partition_lag(150, Some(101), 101), Some(49));
+    }
+
+    #[test]
+    fn lags_are_read_from_librdkafka_statistics() {
+        let json = br#"{"name":"c","brokers":{},"topics":{"readings":{"topic":"readings",
+            "partitions":{"0":{"partition":0,"hi_offset":120,"ls_offset":110,"eof_offset":-1},
+            "1":{"partition":1,"hi_offset":50,"ls_offset":50,"eof_offset":-1},
+            "-1":{"partition":-1,"hi_offset":-1001,"ls_offset":-1001,"eof_offset":-1001}}}}}"#;
+        let stats: Statistics = serde_json::from_slice(json).expect("statistics");
+        let ctx = |committed_only| ConsumerCtx {
+            health: Health::new("input `t`".into(), None),
+            state: Mutex::new(ConsumerState {
+                start: StartPosition::Earliest,
+                seen: BTreeSet::new(),
+                // Partition 1 is another consumer's.
+                assigned: [("readings".to_string(), 0)].into_iter().collect(),
+                assignment: 1,
+                at_end: HashSet::new(),
+                read: [(("readings".to_string(), 0), 100)].into_iter().collect(),
+                checkpointed: HashMap::new(),
+                started: HashMap::new(),
+                marks: VecDeque::new(),
+            }),
+            metrics: Arc::new(SourceMetrics::default()),
+            committed_only,
+            closed: AtomicBool::new(false),
+        };
+        for (committed_only, lag) in [(true, 10), (false, 20)] {
+            let ctx = ctx(committed_only);
+            ctx.metrics.set_lag("readings", 1, Some(7));
+            ctx.update_lags(&stats);
+            let lags = ctx.metrics.lags();
+            assert_eq!(lags.len(), 1, "{lags:?}");
+            assert_eq!((lags[0].partition, lags[0].lag), (0, lag));
+        }
+    }
 
     #[test]
     fn positions_round_trip() {

@@ -32,6 +32,8 @@ use super::registry::{JobView, OutputView, Registry};
     components(schemas(
         JobInfo,
         InputInfo,
+        PartitionInfo,
+        LatencyInfo,
         OutputInfo,
         ColumnInfo,
         CheckpointInfo,
@@ -83,8 +85,27 @@ pub struct JobInfo {
     /// Events and rows in the dead-letter output.
     pub dead_letters: u64,
     pub last_checkpoint: Option<CheckpointInfo>,
+    /// How long its batches take to go through the job (operators and
+    /// outputs); absent before the first batch.
+    pub batch_latency: Option<LatencyInfo>,
     pub inputs: Vec<InputInfo>,
     pub outputs: Vec<OutputInfo>,
+}
+
+/// Quantiles of the batch latency, as the upper bounds of the histogram's
+/// buckets that hold them (`/metrics` has the buckets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatencyInfo {
+    /// Batches measured.
+    pub batches: u64,
+    /// The median is at most this long (absent when it is past the last
+    /// bucket, 10 s).
+    pub p50_seconds: Option<f64>,
+    /// The 99th percentile is at most this long (absent when it is past
+    /// the last bucket, 10 s).
+    pub p99_seconds: Option<f64>,
+    /// The mean.
+    pub mean_seconds: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,6 +123,20 @@ pub struct InputInfo {
     pub late_dropped: u64,
     /// RFC 3339; absent before the first event.
     pub watermark: Option<String>,
+    /// Messages left to read in its partitions (a Kafka input, as of its
+    /// last statistics, at most a second old); absent for other inputs.
+    pub consumer_lag: Option<u64>,
+    /// Each partition's lag (a Kafka input).
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// A Kafka partition an input reads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: i32,
+    /// Messages between the input's position and the partition's end.
+    pub lag: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -363,18 +398,39 @@ fn info(job: &JobView) -> JobInfo {
             id: checkpoint,
             taken_at: iso(job.checkpoint_ms.load(Ordering::Relaxed) * 1000),
         }),
+        batch_latency: job
+            .batch_latency()
+            .filter(|h| h.count > 0)
+            .map(|h| LatencyInfo {
+                batches: h.count,
+                p50_seconds: h.quantile(0.5).filter(|q| q.is_finite()),
+                p99_seconds: h.quantile(0.99).filter(|q| q.is_finite()),
+                mean_seconds: h.sum_seconds / h.count as f64,
+            }),
         inputs: job
             .inputs()
             .iter()
             .map(|i| {
                 let s = &i.stats;
                 let w = s.watermark.load(Ordering::Relaxed);
+                let partitions: Vec<PartitionInfo> = job
+                    .lags(&i.name)
+                    .into_iter()
+                    .map(|l| PartitionInfo {
+                        topic: l.topic,
+                        partition: l.partition,
+                        lag: l.lag,
+                    })
+                    .collect();
                 InputInfo {
                     name: i.name.clone(),
                     events_in: s.events_in.load(Ordering::Relaxed),
                     late_adjusted: s.late_adjusted.load(Ordering::Relaxed),
                     late_dropped: s.late_dropped.load(Ordering::Relaxed),
                     watermark: (w != i64::MIN).then(|| iso(w)),
+                    consumer_lag: (!partitions.is_empty())
+                        .then(|| partitions.iter().map(|p| p.lag).sum()),
+                    partitions,
                 }
             })
             .collect(),

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use iotql_engine::metrics::HistogramSnapshot;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -63,12 +64,25 @@ impl Family<u64> {
     }
 }
 
-impl Family<f64> {
+impl<V: EncodeGaugeValue + Copy> Family<V> {
     fn gauges(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut metric =
             encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
         for (labels, value) in &self.values {
             ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Family<HistogramSnapshot> {
+    fn histograms(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut metric =
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Histogram)?;
+        for (labels, h) in &self.values {
+            metric
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.per_bucket(), None)?;
         }
         Ok(())
     }
@@ -94,10 +108,12 @@ impl Collector for Jobs {
         ] {
             family.counters(&mut encoder)?;
         }
-        for family in [&m.watermark_delay, &m.sink_down, &m.running, &m.checkpoint] {
+        m.watermark_delay.gauges(&mut encoder)?;
+        m.consumer_lag.gauges(&mut encoder)?;
+        for family in [&m.sink_down, &m.running, &m.checkpoint] {
             family.gauges(&mut encoder)?;
         }
-        Ok(())
+        m.batch_latency.histograms(&mut encoder)
     }
 }
 
@@ -113,6 +129,8 @@ struct Families {
     outages: Family<u64>,
     dead_lettered: Family<u64>,
     watermark_delay: Family<f64>,
+    consumer_lag: Family<u64>,
+    batch_latency: Family<HistogramSnapshot>,
     sink_down: Family<f64>,
     running: Family<f64>,
     checkpoint: Family<f64>,
@@ -155,6 +173,14 @@ impl Families {
                 "iotql_watermark_delay_seconds",
                 "How far an input's watermark is behind the wall clock.",
             ),
+            consumer_lag: Family::new(
+                "iotql_kafka_consumer_lag",
+                "Messages between a Kafka input's position in a partition and the partition's end, as of its last statistics.",
+            ),
+            batch_latency: Family::new(
+                "iotql_batch_latency_seconds",
+                "How long a batch took to go through the job: operators and outputs.",
+            ),
             sink_down: Family::new(
                 "iotql_sink_down",
                 "1 while an output's destination is unreachable, else 0.",
@@ -182,6 +208,12 @@ impl Families {
                 let delay = (now_us - watermark) as f64 / 1e6;
                 self.watermark_delay.push(&labels, delay);
             }
+            for lag in job.lags(&input.name) {
+                let mut labels = labels.clone();
+                labels.push(("topic", lag.topic));
+                labels.push(("partition", lag.partition.to_string()));
+                self.consumer_lag.push(&labels, lag.lag);
+            }
         }
         for output in job.outputs() {
             let labels = vec![name(), ("output", output.name.clone())];
@@ -197,6 +229,9 @@ impl Families {
             self.sink_down.push(&labels, f64::from(u8::from(down)));
         }
         let labels = vec![name()];
+        if let Some(latency) = job.batch_latency() {
+            self.batch_latency.push(&labels, latency);
+        }
         self.dead_lettered.push(&labels, job.dead_letters());
         let running = job.state() == super::registry::JobState::Running;
         self.running.push(&labels, f64::from(u8::from(running)));

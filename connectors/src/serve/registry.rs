@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use iotql_engine::arrow::datatypes::SchemaRef;
 use iotql_engine::dataflow::{InputStats, OutputStats};
+use iotql_engine::metrics::{HistogramSnapshot, PartitionLag, RunMetrics, SourceMetrics};
 
 use super::store::Store;
 use super::tail::Tail;
@@ -96,10 +97,12 @@ pub struct JobView {
     pub checkpoint_ms: AtomicI64,
 }
 
-/// The engine's counters of a running dataflow.
+/// The engine's counters of a running dataflow, and the runner's
+/// measurements.
 #[derive(Debug)]
 struct Counters {
     inputs: Vec<InputStats>,
+    metrics: RunMetrics,
 }
 
 impl JobView {
@@ -138,11 +141,12 @@ impl JobView {
         }
     }
 
-    /// The dataflow is built: its counters become readable, and each
-    /// output's tap is attached.
-    pub fn attach(&self, inputs: &[InputStats], outputs: &[OutputStats]) {
+    /// The dataflow is built: its counters and the run's measurements
+    /// become readable, and each output's tap is attached.
+    pub fn attach(&self, inputs: &[InputStats], outputs: &[OutputStats], metrics: RunMetrics) {
         let _ = self.dataflow.set(Counters {
             inputs: inputs.to_vec(),
+            metrics,
         });
         for stats in outputs {
             if let Some(view) = self.output(&stats.name) {
@@ -182,6 +186,24 @@ impl JobView {
         self.outputs()
             .into_iter()
             .find(|o| o.name.eq_ignore_ascii_case(name))
+    }
+
+    /// How long the job's batches took so far; `None` before the dataflow
+    /// is built.
+    pub fn batch_latency(&self) -> Option<HistogramSnapshot> {
+        self.dataflow
+            .get()
+            .map(|c| c.metrics.batch_latency.snapshot())
+    }
+
+    /// The consumer lag of each partition input `input` reads (a Kafka
+    /// input's, as of its last statistics); empty for other inputs.
+    pub fn lags(&self, input: &str) -> Vec<PartitionLag> {
+        self.dataflow
+            .get()
+            .and_then(|c| c.metrics.source(input))
+            .map(SourceMetrics::lags)
+            .unwrap_or_default()
     }
 
     /// Events read by every input so far.

@@ -182,6 +182,21 @@ mod tests {
         ]))
     }
 
+    #[test]
+    fn rows_keep_every_digit_of_their_floats() {
+        // Numbers of 17 significant digits, which a best-effort float
+        // parser reads one unit in the last place off (18.115 here).
+        let values = [18.115000000000002, 0.1 + 0.2, 1e-310, f64::MAX, -2.5e-8];
+        let rows: Vec<(&str, i64, f64)> = values.iter().map(|&v| ("d", 0, v)).collect();
+        let objects = json_objects(&batch(&rows)).unwrap();
+        let got: Vec<f64> = objects.iter().map(|o| o["t"].as_f64().unwrap()).collect();
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{got:?}"
+        );
+    }
+
     /// Rows (device, second, value).
     fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
         RecordBatch::try_new(

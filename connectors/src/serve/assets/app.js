@@ -195,9 +195,9 @@ function renderHealth(jobs) {
     if (!entry) {
       const tr = body.insertRow();
       const cells = [];
-      for (let i = 0; i < 7; i++) {
+      for (let i = 0; i < 9; i++) {
         const td = tr.insertCell();
-        if (i >= 2 && i <= 5) td.className = "num";
+        if (i >= 2 && i <= 7) td.className = "num";
         cells.push(td);
       }
       entry = { tr, cells, events: job.events_in, at: now, rate: 0 };
@@ -208,12 +208,16 @@ function renderHealth(jobs) {
       entry.at = now;
     }
     const delay = job.watermark_delay_seconds;
+    const p99 = job.batch_latency ? job.batch_latency.p99_seconds : undefined;
+    const lags = job.inputs.filter((i) => i.consumer_lag != null);
     const texts = [
       job.name,
       job.state + (job.error ? ": " + job.error : ""),
       job.events_in.toLocaleString(),
       Math.round(entry.rate).toLocaleString(),
       delay == null ? "-" : delay.toFixed(1) + " s",
+      p99 === undefined ? "-" : p99 === null ? "> 10 s" : "≤ " + duration(p99),
+      lags.length ? lags.reduce((n, i) => n + i.consumer_lag, 0).toLocaleString() : "-",
       job.dead_letters.toLocaleString(),
       job.last_checkpoint ? "#" + job.last_checkpoint.id + " at " + clock(time(job.last_checkpoint.taken_at)) : "-",
     ];
@@ -221,6 +225,13 @@ function renderHealth(jobs) {
   }
   const chosen = state.jobs.get(state.job);
   if (chosen) renderOutputChips(chosen);
+}
+
+// A duration in seconds as a bucket bound: 0.00025 -> "250 µs", 0.005 -> "5 ms".
+function duration(s) {
+  if (s < 1e-3) return Math.round(s * 1e6) + " µs";
+  if (s < 1) return Math.round(s * 1e6) / 1e3 + " ms";
+  return s + " s";
 }
 
 function renderOutputChips(job) {
