@@ -649,11 +649,12 @@ fn with_checkpoints_an_alert_goes_once_a_checkpoint_holds_it_and_a_resumed_run_s
     let state = sink.checkpoint().unwrap().unwrap();
     assert!(!sink.wants_checkpoint());
     sink.committed().unwrap();
-    until("two alerts delivered after two 503s", || {
-        receiver.delivered().len() == 2
+    let metrics = sink.metrics().unwrap();
+    // The receiver has a row before the outbox thread counts it.
+    until("two alerts delivered after two 503s, and counted", || {
+        receiver.delivered().len() == 2 && counts(&metrics).0 == 2
     });
     assert_eq!(receiver.delivered(), vec![alert_json(1), alert_json(2)]);
-    let metrics = sink.metrics().unwrap();
     assert_eq!(counts(&metrics), (2, 2, 0));
     assert_eq!(
         metrics.outages.load(Ordering::Relaxed),
