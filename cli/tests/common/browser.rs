@@ -124,13 +124,7 @@ impl Browser {
         let driver_log = dir.path().join("chromedriver.log");
         let port = super::free_port();
         let driver = spawn_driver(&install, port, &driver_log)?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(CALL_TIMEOUT))
-            // Only loopback is spoken to: never through a proxy.
-            .proxy(None)
-            .build()
-            .into();
+        let agent = super::http::agent_with_timeout(CALL_TIMEOUT);
         let base = format!("http://127.0.0.1:{port}");
         let mut browser = Browser {
             agent,

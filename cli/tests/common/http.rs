@@ -6,12 +6,18 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// A client that returns 4xx/5xx responses instead of failing, through no
-/// proxy.
+/// proxy, giving up on a call after 30 s.
 pub fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(30))
+}
+
+/// [`agent`] with another time limit per call.
+pub fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Only loopback is spoken to: never through a proxy.
         .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
 }
