@@ -173,6 +173,22 @@ fn the_table_is_created_with_typed_columns_and_holds_every_row() {
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
     assert_eq!(types, expected);
+    // Appended rows grow with time: an index on the time column serves
+    // the API's time ranges and newest rows.
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'Readings'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(
+        indexes[0].ends_with("(\"windowEnd\")") && indexes[0].contains("Readings_windowEnd_idx"),
+        "{indexes:?}"
+    );
 
     type Row = (
         Option<String>,

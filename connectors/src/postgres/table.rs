@@ -10,6 +10,7 @@ use postgres::types::Type;
 use super::ledger::Ledger;
 use super::{PostgresOutput, TableName};
 pub(super) use crate::sql::quote;
+use crate::sql::{create_time_index, indexed_time_column};
 
 /// The table that records, per output without a key, the number of its
 /// last committed batch (in the schema of the output's table).
@@ -206,6 +207,9 @@ pub(super) fn prepare(
     let table = qualified(output.table.schema.as_deref(), &output.table.name);
     if existing(client, &table)?.is_none() {
         client.batch_execute(&create_table(&table, &columns, &key))?;
+        if let Some(time) = indexed_time_column(schema, &output.key) {
+            client.batch_execute(&create_time_index(&table, &output.table.name, time))?;
+        }
     }
     let existing = existing(client, &table)?.ok_or_else(|| {
         StartError::Refused(format!(

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use iotql_engine::arrow::datatypes::{DataType, Schema};
+use iotql_engine::arrow::datatypes::Schema;
+
+use crate::sql::{default_time_column, is_time_type};
 
 /// Rows of an output to read.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,11 +85,7 @@ impl RowQuery {
                 }
                 Some(c)
             }
-            None => schema
-                .fields()
-                .iter()
-                .find(|f| is_time_type(f.data_type()))
-                .map(|f| f.name().clone()),
+            None => default_time_column(schema).map(str::to_string),
         };
         if time_column.is_none() && (from.is_some() || to.is_some()) {
             return Err("the output has no datetime column for `from` and `to`".into());
@@ -126,13 +124,6 @@ fn is_time(schema: &Schema, column: &str) -> bool {
     schema
         .field_with_name(column)
         .is_ok_and(|f| is_time_type(f.data_type()))
-}
-
-fn is_time_type(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
-    )
 }
 
 /// A point in time: RFC 3339 (`2026-11-24T10:00:00Z`), or a duration
@@ -185,7 +176,7 @@ pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iotql_engine::arrow::datatypes::{Field, TimeUnit};
+    use iotql_engine::arrow::datatypes::{DataType, Field, TimeUnit};
 
     fn schema() -> Schema {
         Schema::new(vec![

@@ -63,10 +63,9 @@ impl Store {
     ) -> Result<Vec<Map<String, Value>>, String> {
         let rows = match self {
             Store::Sqlite { path, table } => {
-                let sql = Sql::build(Dialect::Sqlite, &quote(table), query, schema);
-                let path = path.clone();
-                let schema = schema.clone();
-                blocking(move || sqlite_rows(&path, &sql, &schema)).await?
+                let (path, table) = (path.clone(), table.clone());
+                let (query, schema) = (query.clone(), schema.clone());
+                blocking(move || sqlite_rows(&path, &table, &query, &schema)).await?
             }
             Store::Postgres(output) => {
                 let sql = Sql::build(Dialect::Postgres, &output.table.quoted(), query, schema);
@@ -80,19 +79,44 @@ impl Store {
                 })
                 .await?
             }
-            Store::Parquet { dir } => parquet_rows(dir, query, schema).await?,
+            Store::Parquet { dir } => {
+                let _turn = read_turn().await?;
+                parquet_rows(dir, query, schema).await?
+            }
         };
         Ok(rows.into_iter().map(|r| normalize(r, schema)).collect())
     }
 }
 
-/// Runs blocking work (a database client) off the server's threads.
+/// Runs blocking work (a database client) off the server's threads, in
+/// its turn.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
+    let turn = read_turn().await?;
+    tokio::task::spawn_blocking(move || {
+        // Held until the work is done, even if the request went away.
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|e| format!("the query stopped: {e}"))?
+}
+
+/// A turn to read a store. At most half the machine's cores (at least
+/// one) read stores at once, so that clients asking without pause cannot
+/// take the cores the job runs on; more requests wait for a turn
+/// (docs/http.md, docs/performance.md "HTTP API").
+async fn read_turn() -> Result<tokio::sync::SemaphorePermit<'static>, String> {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            tokio::sync::Semaphore::new((cores / 2).max(1))
+        })
+        .acquire()
         .await
-        .map_err(|e| format!("the query stopped: {e}"))?
+        .map_err(|e| format!("no turn to read: {e}"))
 }
 
 /// A query's text and its parameters (`?1`/`$1`... in order).
@@ -108,29 +132,8 @@ impl Sql {
             text: String::new(),
             params: Vec::new(),
         };
-        let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
-        let columns = columns.join(", ");
-        let mut conditions = Vec::new();
-        if let Some(time) = &query.time_column {
-            let time = quote(time);
-            if let Some(from) = query.from {
-                let bound = sql.time(dialect, from);
-                conditions.push(format!("{time} >= {bound}"));
-            }
-            if let Some(to) = query.to {
-                let bound = sql.time(dialect, to);
-                conditions.push(format!("{time} < {bound}"));
-            }
-        }
-        for (column, value) in &query.filters {
-            let value = sql.text_value(dialect, value);
-            let column = match dialect {
-                Dialect::Sqlite => format!("CAST({} AS TEXT)", quote(column)),
-                Dialect::Postgres => format!("{}::text", quote(column)),
-                Dialect::DataFusion => format!("CAST({} AS VARCHAR)", quote(column)),
-            };
-            conditions.push(format!("{column} = {value}"));
-        }
+        let columns = column_list(schema);
+        let conditions = sql.conditions(dialect, query, schema);
         let filter = if conditions.is_empty() {
             String::new()
         } else {
@@ -171,6 +174,78 @@ impl Sql {
         sql
     }
 
+    /// The newest row per `key` of a SQLite table with an index that
+    /// starts with `key`, without reading the whole table (which
+    /// ROW_NUMBER must): the distinct keys one index seek each (a
+    /// recursive skip scan), then each key's newest row one index seek
+    /// each, and the rows of a NULL key the same way. A thousand devices
+    /// over 360,000 windows take milliseconds instead of half a second
+    /// (docs/performance.md, "HTTP API").
+    fn sqlite_latest_by_skip_scan(
+        table: &str,
+        key: &str,
+        query: &RowQuery,
+        schema: &Schema,
+    ) -> Sql {
+        let mut sql = Sql {
+            text: String::new(),
+            params: Vec::new(),
+        };
+        let columns = column_list(schema);
+        let and: String = sql
+            .conditions(Dialect::Sqlite, query, schema)
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect();
+        let key = quote(key);
+        let order = query.time_column.as_deref().map_or("rowid".into(), quote);
+        let newest = |which: &str| {
+            format!(
+                "SELECT rowid FROM {table} WHERE {key} {which}{and} ORDER BY {order} DESC LIMIT 1"
+            )
+        };
+        sql.text = format!(
+            "WITH RECURSIVE iotql_keys(k) AS (SELECT MIN({key}) FROM {table} UNION ALL SELECT (SELECT MIN({key}) FROM {table} WHERE {key} > iotql_keys.k) FROM iotql_keys WHERE iotql_keys.k IS NOT NULL) \
+             SELECT {columns} FROM {table} WHERE rowid IN (SELECT ({}) FROM iotql_keys WHERE k IS NOT NULL UNION ALL SELECT ({})) ORDER BY {order} DESC LIMIT {}",
+            newest("= iotql_keys.k"),
+            newest("IS NULL"),
+            query.limit
+        );
+        sql
+    }
+
+    /// The WHERE conditions of `query`: its time range and its filters.
+    fn conditions(&mut self, dialect: Dialect, query: &RowQuery, schema: &Schema) -> Vec<String> {
+        let mut conditions = Vec::new();
+        if let Some(time) = &query.time_column {
+            let time = quote(time);
+            if let Some(from) = query.from {
+                let bound = self.time(dialect, from);
+                conditions.push(format!("{time} >= {bound}"));
+            }
+            if let Some(to) = query.to {
+                let bound = self.time(dialect, to);
+                conditions.push(format!("{time} < {bound}"));
+            }
+        }
+        for (column, value) in &query.filters {
+            let value = self.text_value(dialect, value);
+            let is_text = schema
+                .field_with_name(column)
+                .is_ok_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8));
+            // A text column is compared as it is, so that an index on it
+            // serves the filter; others as text, as the request gives them.
+            let column = match dialect {
+                Dialect::Sqlite | Dialect::Postgres if is_text => quote(column),
+                Dialect::Sqlite => format!("CAST({} AS TEXT)", quote(column)),
+                Dialect::Postgres => format!("{}::text", quote(column)),
+                Dialect::DataFusion => format!("CAST({} AS VARCHAR)", quote(column)),
+            };
+            conditions.push(format!("{column} = {value}"));
+        }
+        conditions
+    }
+
     /// A time bound, as the engine compares it with the column.
     fn time(&mut self, dialect: Dialect, micros: i64) -> String {
         let text = self.text_value(dialect, &iso(micros));
@@ -199,9 +274,43 @@ impl Sql {
     }
 }
 
+/// The columns of `schema`, quoted, for a SELECT.
+fn column_list(schema: &Schema) -> String {
+    let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+    columns.join(", ")
+}
+
+/// Whether the newest rows per `key` can be read by a skip scan
+/// ([`Sql::sqlite_latest_by_skip_scan`]): an index of the table starts with
+/// `key`, and `rowid` is the row's id (the table has one, and no column
+/// of that name).
+fn sqlite_skip_scan_fits(
+    db: &rusqlite::Connection,
+    table: &str,
+    key: &str,
+    schema: &Schema,
+) -> bool {
+    let leads_an_index = db
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) AS l, pragma_index_info(l.name) AS i WHERE i.seqno = 0 AND i.name = ?2 COLLATE NOCASE)",
+            [table, key],
+            |r| r.get::<_, bool>(0),
+        )
+        .unwrap_or(false);
+    let rowid_is_the_id = !schema
+        .fields()
+        .iter()
+        .any(|f| ["rowid", "_rowid_", "oid"].contains(&f.name().to_ascii_lowercase().as_str()))
+        && db
+            .prepare(&format!("SELECT rowid FROM {} LIMIT 0", quote(table)))
+            .is_ok();
+    leads_an_index && rowid_is_the_id
+}
+
 fn sqlite_rows(
     path: &std::path::Path,
-    sql: &Sql,
+    table: &str,
+    query: &RowQuery,
     schema: &Schema,
 ) -> Result<Vec<Map<String, Value>>, String> {
     use rusqlite::types::ValueRef;
@@ -213,6 +322,12 @@ fn sqlite_rows(
     // The job writes meanwhile: wait for its transaction rather than fail.
     db.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
+    let sql = match &query.latest_by {
+        Some(key) if sqlite_skip_scan_fits(&db, table, key, schema) => {
+            Sql::sqlite_latest_by_skip_scan(&quote(table), key, query, schema)
+        }
+        _ => Sql::build(Dialect::Sqlite, &quote(table), query, schema),
+    };
     let mut stmt = match db.prepare(&sql.text) {
         Ok(s) => s,
         // The job has not created its table yet: no rows.
@@ -339,14 +454,13 @@ mod tests {
         let s = Sql::build(Dialect::Sqlite, "\"t\"", &q, &schema());
         assert_eq!(
             s.text,
-            "SELECT \"device_id\", \"window_end\" FROM \"t\" WHERE \"window_end\" >= ?1 AND CAST(\"device_id\" AS TEXT) = ?2 ORDER BY \"window_end\" ASC LIMIT 7"
+            "SELECT \"device_id\", \"window_end\" FROM \"t\" WHERE \"window_end\" >= ?1 AND \"device_id\" = ?2 ORDER BY \"window_end\" ASC LIMIT 7"
         );
         assert_eq!(s.params, ["2026-11-24T10:00:00.000Z", "d'1"]);
         let p = Sql::build(Dialect::Postgres, "\"t\"", &q, &schema());
         assert!(
-            p.text.contains(
-                "\"window_end\" >= ($1::text)::timestamptz AND \"device_id\"::text = $2::text"
-            ),
+            p.text
+                .contains("\"window_end\" >= ($1::text)::timestamptz AND \"device_id\" = $2::text"),
             "{}",
             p.text
         );
@@ -367,5 +481,116 @@ mod tests {
             latest.text,
             "SELECT \"device_id\", \"window_end\" FROM (SELECT \"device_id\", \"window_end\", ROW_NUMBER() OVER (PARTITION BY \"device_id\" ORDER BY \"window_end\" DESC) AS iotql_rank FROM \"t\") AS latest WHERE iotql_rank = 1 ORDER BY \"window_end\" DESC LIMIT 100"
         );
+    }
+
+    /// A table of `devices` devices' windows, one every second in turn,
+    /// some with no device; each row's time is its own.
+    fn windows_table(db: &rusqlite::Connection, name: &str, primary_key: &str, rows: usize) {
+        db.execute_batch(&format!(
+            "CREATE TABLE {name} (device_id TEXT, site TEXT, window_end DATETIME, v REAL{primary_key})"
+        ))
+        .unwrap();
+        let mut insert = db
+            .prepare(&format!("INSERT INTO {name} VALUES (?1, ?2, ?3, ?4)"))
+            .unwrap();
+        for i in 0..rows {
+            let device = (i % 11 != 0).then(|| format!("d{}", (i * 7) % 13));
+            let site = format!("s{}", i % 3);
+            let t = iso(1_795_000_000_000_000 + i as i64 * 1_000_000);
+            insert
+                .execute(rusqlite::params![device, site, t, i as f64])
+                .unwrap();
+        }
+    }
+
+    fn windows_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("site", DataType::Utf8, true),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("v", DataType::Float64, true),
+        ])
+    }
+
+    fn run(db: &rusqlite::Connection, sql: &Sql) -> Vec<String> {
+        let mut stmt = db.prepare(&sql.text).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(&sql.params), |r| {
+                Ok(format!(
+                    "{:?} {:?} {:?}",
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, f64>(3)?
+                ))
+            })
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn the_skip_scan_gives_the_newest_row_per_key_as_row_number_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        windows_table(&db, "keyed", ", PRIMARY KEY (device_id, window_end)", 500);
+        windows_table(&db, "plain", "", 50);
+        db.execute_batch("CREATE INDEX by_site ON plain (site)")
+            .unwrap();
+        let schema = windows_schema();
+        let at = |s: i64| iso(1_795_000_000_000_000 + s * 1_000_000);
+        let (from, to) = (at(100), at(300));
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("by", "device_id"), ("limit", "1000")],
+            vec![("by", "device_id"), ("limit", "5")],
+            vec![("by", "device_id"), ("site", "s1")],
+            vec![("by", "device_id"), ("from", &from), ("to", &to)],
+            vec![("by", "device_id"), ("device_id", "d3")],
+            vec![("by", "device_id"), ("device_id", "nobody")],
+        ];
+        for pairs in &cases {
+            let q = RowQuery::parse(&super::super::query::params(pairs), &schema, true).unwrap();
+            assert!(sqlite_skip_scan_fits(&db, "keyed", "device_id", &schema));
+            let skip = Sql::sqlite_latest_by_skip_scan("\"keyed\"", "device_id", &q, &schema);
+            let ranked = Sql::build(Dialect::Sqlite, "\"keyed\"", &q, &schema);
+            let (skip_rows, ranked_rows) = (run(&db, &skip), run(&db, &ranked));
+            assert_eq!(skip_rows, ranked_rows, "{pairs:?}");
+            let expected = match pairs.get(1) {
+                Some(("limit", "5")) => 5,
+                Some(("device_id", "d3")) => 1,
+                Some(("device_id", _)) => 0,
+                // 13 devices and the rows of none.
+                _ => 14,
+            };
+            assert_eq!(skip_rows.len(), expected, "{pairs:?}: {skip_rows:?}");
+        }
+        // Another key than the index's first column, or no index: ROW_NUMBER.
+        assert!(!sqlite_skip_scan_fits(&db, "keyed", "site", &schema));
+        assert!(!sqlite_skip_scan_fits(&db, "plain", "device_id", &schema));
+        assert!(sqlite_skip_scan_fits(&db, "plain", "SITE", &schema));
+        assert!(!sqlite_skip_scan_fits(&db, "missing", "site", &schema));
+        // Without a time column, the newest is the last written.
+        let untimed = Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("site", DataType::Utf8, true),
+            Field::new("window_end", DataType::Utf8, true),
+            Field::new("v", DataType::Float64, true),
+        ]);
+        let q = RowQuery::parse(
+            &super::super::query::params(&[("by", "site")]),
+            &untimed,
+            true,
+        )
+        .unwrap();
+        let skip = Sql::sqlite_latest_by_skip_scan("\"plain\"", "site", &q, &untimed);
+        let mut rows = run(&db, &skip);
+        rows.sort();
+        let mut ranked = run(&db, &Sql::build(Dialect::Sqlite, "\"plain\"", &q, &untimed));
+        ranked.sort();
+        assert_eq!(rows, ranked);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows.iter().any(|r| r.ends_with("49.0")), "{rows:?}");
     }
 }

@@ -35,7 +35,7 @@ use iotql_engine::operator::DeadLetter;
 use rusqlite::Connection;
 
 use crate::file::{TIMESTAMP_FORMAT, nested_as_json};
-use crate::sql::quote;
+use crate::sql::{create_time_index, indexed_time_column, quote};
 
 /// Rows per transaction unless `batch_size` says otherwise.
 const DEFAULT_BATCH_SIZE: usize = 10_000;
@@ -481,12 +481,15 @@ impl SqliteSink {
                     .join(", ")
             ));
         }
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote(&self.output.table),
+        let table = quote(&self.output.table);
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({});",
             columns.join(", ")
-        ))
-        .map_err(|e| e.to_string())
+        );
+        if let Some(time) = indexed_time_column(schema, &self.output.key) {
+            sql.push_str(&create_time_index(&table, &self.output.table, time));
+        }
+        conn.execute_batch(&sql).map_err(|e| e.to_string())
     }
 
     /// `INSERT ... VALUES (?, ...)`, with `ON CONFLICT (key) DO UPDATE` for
@@ -916,6 +919,40 @@ mod tests {
                 false
             )
         );
+    }
+
+    /// The columns of `windows`'s indexes, an index per string.
+    fn indexes(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT group_concat(i.name, ', ') FROM pragma_index_list('windows') AS l, pragma_index_info(l.name) AS i GROUP BY l.name ORDER BY l.name",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_created_table_that_grows_with_time_gets_an_index_on_its_time_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch(&[("a", 1, 20.0, 1)]);
+        let indexed = |key: &str| {
+            let path = dir.path().join(format!("{}.db", key.len()));
+            write_all(output(&path, key), std::slice::from_ref(&b)).unwrap();
+            indexes(&path)
+        };
+        // Appended windows, and windows by device and time: an index on
+        // the window end serves the API's time ranges and newest rows.
+        assert_eq!(indexed(""), ["windowEnd"]);
+        assert_eq!(
+            indexed("deviceId, windowEnd"),
+            ["deviceId, windowEnd", "windowEnd"]
+        );
+        // A row per device: the table stays small, no index beside the key.
+        assert_eq!(indexed("deviceId"), ["deviceId"]);
     }
 
     #[test]
