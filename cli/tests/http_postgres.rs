@@ -198,5 +198,53 @@ fn the_api_reads_postgresql_outputs_from_their_tables() {
         assert_eq!(have.len(), want.len());
         assert!(have.windows(2).all(|w| w[0].1 <= w[1].1), "oldest first");
     }
+
+    // Each device's newest reading before `to` (rows that no longer
+    // change), read as the table's own DISTINCT ON gives it: by numbering
+    // the rows (no index starts with device_id), then by the skip scan
+    // over an index on (device_id, ts), as a user may add; with a device
+    // filter too.
+    let newest = |client: &mut postgres::Client, filter: &str| {
+        let mut rows = table_rows(
+            client,
+            &format!(
+                "SELECT DISTINCT ON (device_id) device_id, ts, temperature_c FROM readings WHERE ts < '{}'{filter} ORDER BY device_id, ts DESC",
+                iso(to)
+            ),
+        );
+        rows.sort();
+        rows
+    };
+    let all = newest(&mut client, "");
+    let one = newest(&mut client, " AND device_id = 'site-1/zone-1/dev-1'");
+    assert_eq!((all.len(), one.len()), (DEVICES, 1));
+    for index in [
+        "",
+        "CREATE INDEX readings_by_device ON readings (device_id, ts)",
+    ] {
+        client.batch_execute(index).unwrap();
+        for (device, want) in [("", &all), ("&device_id=site-1/zone-1/dev-1", &one)] {
+            let (status, body) = get(
+                &format!(
+                    "{base}/api/jobs/fleet/outputs/all_readings/latest?by=device_id&to={}{device}",
+                    iso(to)
+                ),
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+            let mut have: Vec<_> = body["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(api_row)
+                .collect();
+            assert!(
+                have.windows(2).all(|w| w[0].1 >= w[1].1),
+                "newest first: {have:?}"
+            );
+            have.sort();
+            assert_eq!(&have, want, "{index:?} {device:?}");
+        }
+    }
     run.interrupt();
 }

@@ -68,9 +68,16 @@ impl Store {
                 blocking(move || sqlite_rows(&path, &table, &query, &schema)).await?
             }
             Store::Postgres(output) => {
-                let sql = Sql::build(Dialect::Postgres, &output.table.quoted(), query, schema);
                 let output = output.clone();
+                let (query, schema) = (query.clone(), schema.clone());
                 blocking(move || {
+                    let table = output.table.quoted();
+                    let sql = match (&query.latest_by, &query.time_column) {
+                        (Some(key), Some(_)) if postgres_key_leads_an_index(&output, key) => {
+                            Sql::postgres_latest_by_skip_scan(&table, key, &query, &schema)
+                        }
+                        _ => Sql::build(Dialect::Postgres, &table, &query, &schema),
+                    };
                     let wrapped = format!("SELECT row_to_json(r)::text FROM ({}) AS r", sql.text);
                     crate::postgres::query_text(&output, &wrapped, &sql.params)?
                         .iter()
@@ -214,6 +221,45 @@ impl Sql {
         sql
     }
 
+    /// The newest row per `key` of a PostgreSQL table with an index that
+    /// starts with `key`, by the same skip scan as
+    /// [`Sql::sqlite_latest_by_skip_scan`] (PostgreSQL reads the whole
+    /// index for `DISTINCT ON` or `ROW_NUMBER`): the distinct keys one index
+    /// seek each, then each key's newest row through a LATERAL subquery.
+    /// Only with a time column: without one, no row is the newest.
+    fn postgres_latest_by_skip_scan(
+        table: &str,
+        key: &str,
+        query: &RowQuery,
+        schema: &Schema,
+    ) -> Sql {
+        let mut sql = Sql {
+            text: String::new(),
+            params: Vec::new(),
+        };
+        let columns = column_list(schema);
+        let and: String = sql
+            .conditions(Dialect::Postgres, query, schema)
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect();
+        let key = quote(key);
+        let time = quote(query.time_column.as_deref().unwrap_or_default());
+        let newest = |which: &str| {
+            format!(
+                "SELECT {columns} FROM {table} WHERE {key} {which}{and} ORDER BY {time} DESC LIMIT 1"
+            )
+        };
+        sql.text = format!(
+            "WITH RECURSIVE iotql_keys(k) AS ((SELECT {key} FROM {table} WHERE {key} IS NOT NULL ORDER BY {key} LIMIT 1) UNION ALL SELECT (SELECT {key} FROM {table} WHERE {key} > iotql_keys.k ORDER BY {key} LIMIT 1) FROM iotql_keys WHERE iotql_keys.k IS NOT NULL) \
+             SELECT {columns} FROM (SELECT newest.* FROM iotql_keys, LATERAL ({}) AS newest WHERE iotql_keys.k IS NOT NULL UNION ALL ({})) AS latest ORDER BY {time} DESC LIMIT {}",
+            newest("= iotql_keys.k"),
+            newest("IS NULL"),
+            query.limit
+        );
+        sql
+    }
+
     /// The WHERE conditions of `query`: its time range and its filters.
     fn conditions(&mut self, dialect: Dialect, query: &RowQuery, schema: &Schema) -> Vec<String> {
         let mut conditions = Vec::new();
@@ -305,6 +351,14 @@ fn sqlite_skip_scan_fits(
             .prepare(&format!("SELECT rowid FROM {} LIMIT 0", quote(table)))
             .is_ok();
     leads_an_index && rowid_is_the_id
+}
+
+/// Whether an index of the output's PostgreSQL table starts with `key`
+/// (so that [`Sql::postgres_latest_by_skip_scan`] seeks rather than scans).
+fn postgres_key_leads_an_index(output: &crate::postgres::PostgresOutput, key: &str) -> bool {
+    let check = "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND a.attname = $2)::text";
+    crate::postgres::query_text(output, check, &[output.table.quoted(), key.to_string()])
+        .is_ok_and(|rows| rows.first().is_some_and(|r| r == "true"))
 }
 
 fn sqlite_rows(
