@@ -526,7 +526,7 @@ fn a_broker_outage_is_waited_out_logged_once_and_loses_or_doubles_nothing() {
         .into_iter()
         .filter(|r| !closing(r))
         .collect();
-    assert_eq!(got, want_rows, "the CSV output");
+    assert_eq!(got, want_rows, "the CSV output; the live run said:\n{err}");
     let want = committed_rows(&broker, "expected");
     let have = committed_rows(&broker, "live");
     for (key, rows) in &want {

@@ -261,6 +261,11 @@ impl Broker {
         let producer: BaseProducer = self
             .client()
             .set("message.max.bytes", "2000000")
+            // A request retried while the next is in flight would land
+            // after it: one at a time keeps each partition in the order
+            // sent, which the tests' windows rely on (a device's readings
+            // out of order are late).
+            .set("max.in.flight.requests.per.connection", "1")
             .create()
             .unwrap();
         for (key, payload) in messages {
