@@ -14,7 +14,7 @@
 #    rate over the same time (from /api/jobs), which must stay at 50,000/s.
 #    Then the same over tables that have grown: the job first backfills an
 #    hour of the fleet reporting every second (3.6M readings, 360,000
-#    windows per device), then runs live over those tables.
+#    windows of 10 s), then runs live over those tables.
 # 2. Throughput: the same job over EVENTS simulated events as fast as it
 #    goes (rate=max), with the server off, on and idle, and on with CLIENTS
 #    clients asking for the latest rows all along; the job's time from its

@@ -537,8 +537,8 @@ mod tests {
         );
     }
 
-    /// A table of `devices` devices' windows, one every second in turn,
-    /// some with no device; each row's time is its own.
+    /// A table of `rows` windows of 13 devices, one a second in turn, every
+    /// 11th with no device; each row's time is its own.
     fn windows_table(db: &rusqlite::Connection, name: &str, primary_key: &str, rows: usize) {
         db.execute_batch(&format!(
             "CREATE TABLE {name} (device_id TEXT, site TEXT, window_end DATETIME, v REAL{primary_key})"
