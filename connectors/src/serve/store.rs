@@ -74,7 +74,13 @@ impl Store {
                     let table = output.table.quoted();
                     let sql = match (&query.latest_by, &query.time_column) {
                         (Some(key), Some(_)) if postgres_key_leads_an_index(&output, key) => {
-                            Sql::postgres_latest_by_skip_scan(&table, key, &query, &schema)
+                            Sql::latest_by_skip_scan(
+                                Dialect::Postgres,
+                                &table,
+                                key,
+                                &query,
+                                &schema,
+                            )
                         }
                         _ => Sql::build(Dialect::Postgres, &table, &query, &schema),
                     };
@@ -181,14 +187,18 @@ impl Sql {
         sql
     }
 
-    /// The newest row per `key` of a SQLite table with an index that
-    /// starts with `key`, without reading the whole table (which
-    /// ROW_NUMBER must): the distinct keys one index seek each (a
-    /// recursive skip scan), then each key's newest row one index seek
-    /// each, and the rows of a NULL key the same way. A thousand devices
-    /// over 360,000 windows take milliseconds instead of half a second
-    /// (docs/performance.md, "HTTP API").
-    fn sqlite_latest_by_skip_scan(
+    /// The newest row per `key` of a SQLite or PostgreSQL table with an
+    /// index that starts with `key`, without reading the whole table (which
+    /// ROW_NUMBER must, and PostgreSQL's DISTINCT ON too): the distinct keys
+    /// one index seek each (a recursive skip scan), then each key's newest
+    /// row one index seek each (by rowid on SQLite, through LATERAL on
+    /// PostgreSQL), and the rows of a NULL key the same way. A thousand
+    /// devices over 360,000 windows take milliseconds instead of half a
+    /// second (docs/performance.md, "HTTP API"). Without a time column the
+    /// newest row is the last written, which only SQLite knows (rowid): the
+    /// PostgreSQL caller asks only with one.
+    fn latest_by_skip_scan(
+        dialect: Dialect,
         table: &str,
         key: &str,
         query: &RowQuery,
@@ -200,61 +210,33 @@ impl Sql {
         };
         let columns = column_list(schema);
         let and: String = sql
-            .conditions(Dialect::Sqlite, query, schema)
+            .conditions(dialect, query, schema)
             .iter()
             .map(|c| format!(" AND {c}"))
             .collect();
         let key = quote(key);
         let order = query.time_column.as_deref().map_or("rowid".into(), quote);
-        let newest = |which: &str| {
+        let newest = |what: &str, which: &str| {
             format!(
-                "SELECT rowid FROM {table} WHERE {key} {which}{and} ORDER BY {order} DESC LIMIT 1"
+                "SELECT {what} FROM {table} WHERE {key} {which}{and} ORDER BY {order} DESC LIMIT 1"
             )
+        };
+        let (each, null) = ("= iotql_keys.k", "IS NULL");
+        let rows = match dialect {
+            Dialect::Sqlite => format!(
+                "SELECT {columns} FROM {table} WHERE rowid IN (SELECT ({}) FROM iotql_keys WHERE k IS NOT NULL UNION ALL SELECT ({}))",
+                newest("rowid", each),
+                newest("rowid", null)
+            ),
+            Dialect::Postgres | Dialect::DataFusion => format!(
+                "SELECT {columns} FROM (SELECT newest.* FROM iotql_keys, LATERAL ({}) AS newest WHERE iotql_keys.k IS NOT NULL UNION ALL ({})) AS latest",
+                newest(&columns, each),
+                newest(&columns, null)
+            ),
         };
         sql.text = format!(
             "WITH RECURSIVE iotql_keys(k) AS (SELECT MIN({key}) FROM {table} UNION ALL SELECT (SELECT MIN({key}) FROM {table} WHERE {key} > iotql_keys.k) FROM iotql_keys WHERE iotql_keys.k IS NOT NULL) \
-             SELECT {columns} FROM {table} WHERE rowid IN (SELECT ({}) FROM iotql_keys WHERE k IS NOT NULL UNION ALL SELECT ({})) ORDER BY {order} DESC LIMIT {}",
-            newest("= iotql_keys.k"),
-            newest("IS NULL"),
-            query.limit
-        );
-        sql
-    }
-
-    /// The newest row per `key` of a PostgreSQL table with an index that
-    /// starts with `key`, by the same skip scan as
-    /// [`Sql::sqlite_latest_by_skip_scan`] (PostgreSQL reads the whole
-    /// index for `DISTINCT ON` or `ROW_NUMBER`): the distinct keys one index
-    /// seek each, then each key's newest row through a LATERAL subquery.
-    /// Only with a time column: without one, no row is the newest.
-    fn postgres_latest_by_skip_scan(
-        table: &str,
-        key: &str,
-        query: &RowQuery,
-        schema: &Schema,
-    ) -> Sql {
-        let mut sql = Sql {
-            text: String::new(),
-            params: Vec::new(),
-        };
-        let columns = column_list(schema);
-        let and: String = sql
-            .conditions(Dialect::Postgres, query, schema)
-            .iter()
-            .map(|c| format!(" AND {c}"))
-            .collect();
-        let key = quote(key);
-        let time = quote(query.time_column.as_deref().unwrap_or_default());
-        let newest = |which: &str| {
-            format!(
-                "SELECT {columns} FROM {table} WHERE {key} {which}{and} ORDER BY {time} DESC LIMIT 1"
-            )
-        };
-        sql.text = format!(
-            "WITH RECURSIVE iotql_keys(k) AS ((SELECT {key} FROM {table} WHERE {key} IS NOT NULL ORDER BY {key} LIMIT 1) UNION ALL SELECT (SELECT {key} FROM {table} WHERE {key} > iotql_keys.k ORDER BY {key} LIMIT 1) FROM iotql_keys WHERE iotql_keys.k IS NOT NULL) \
-             SELECT {columns} FROM (SELECT newest.* FROM iotql_keys, LATERAL ({}) AS newest WHERE iotql_keys.k IS NOT NULL UNION ALL ({})) AS latest ORDER BY {time} DESC LIMIT {}",
-            newest("= iotql_keys.k"),
-            newest("IS NULL"),
+             {rows} ORDER BY {order} DESC LIMIT {}",
             query.limit
         );
         sql
@@ -327,7 +309,7 @@ fn column_list(schema: &Schema) -> String {
 }
 
 /// Whether the newest rows per `key` can be read by a skip scan
-/// ([`Sql::sqlite_latest_by_skip_scan`]): an index of the table starts with
+/// ([`Sql::latest_by_skip_scan`]): an index of the table starts with
 /// `key`, and `rowid` is the row's id (the table has one, and no column
 /// of that name).
 fn sqlite_skip_scan_fits(
@@ -354,7 +336,7 @@ fn sqlite_skip_scan_fits(
 }
 
 /// Whether an index of the output's PostgreSQL table starts with `key`
-/// (so that [`Sql::postgres_latest_by_skip_scan`] seeks rather than scans).
+/// (so that [`Sql::latest_by_skip_scan`] seeks rather than scans).
 fn postgres_key_leads_an_index(output: &crate::postgres::PostgresOutput, key: &str) -> bool {
     let check = "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND a.attname = $2)::text";
     crate::postgres::query_text(output, check, &[output.table.quoted(), key.to_string()])
@@ -378,7 +360,7 @@ fn sqlite_rows(
         .map_err(|e| e.to_string())?;
     let sql = match &query.latest_by {
         Some(key) if sqlite_skip_scan_fits(&db, table, key, schema) => {
-            Sql::sqlite_latest_by_skip_scan(&quote(table), key, query, schema)
+            Sql::latest_by_skip_scan(Dialect::Sqlite, &quote(table), key, query, schema)
         }
         _ => Sql::build(Dialect::Sqlite, &quote(table), query, schema),
     };
@@ -607,7 +589,8 @@ mod tests {
         for pairs in &cases {
             let q = RowQuery::parse(&super::super::query::params(pairs), &schema, true).unwrap();
             assert!(sqlite_skip_scan_fits(&db, "keyed", "device_id", &schema));
-            let skip = Sql::sqlite_latest_by_skip_scan("\"keyed\"", "device_id", &q, &schema);
+            let skip =
+                Sql::latest_by_skip_scan(Dialect::Sqlite, "\"keyed\"", "device_id", &q, &schema);
             let ranked = Sql::build(Dialect::Sqlite, "\"keyed\"", &q, &schema);
             let (skip_rows, ranked_rows) = (run(&db, &skip), run(&db, &ranked));
             assert_eq!(skip_rows, ranked_rows, "{pairs:?}");
@@ -638,7 +621,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let skip = Sql::sqlite_latest_by_skip_scan("\"plain\"", "site", &q, &untimed);
+        let skip = Sql::latest_by_skip_scan(Dialect::Sqlite, "\"plain\"", "site", &q, &untimed);
         let mut rows = run(&db, &skip);
         rows.sort();
         let mut ranked = run(&db, &Sql::build(Dialect::Sqlite, "\"plain\"", &q, &untimed));
